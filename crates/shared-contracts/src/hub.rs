@@ -1,0 +1,45 @@
+//! The central-hub's authentication bodies.
+
+use serde::{Deserialize, Serialize};
+
+/// A user's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    Client,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Client => "client",
+        }
+    }
+}
+
+/// `POST /auth/login` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+}
+
+/// `POST /auth/login` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginResponse {
+    pub token: String,
+    /// RFC 3339.
+    pub expires_at: String,
+    pub user: UserInfo,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    pub id: i64,
+    pub email: String,
+    pub role: Role,
+    /// Set for `client` users: the only `clienteId` they may use.
+    pub cliente_id: Option<u64>,
+}
