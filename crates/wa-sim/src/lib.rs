@@ -1,1 +1,123 @@
-//! wa-sim
+//! wa-sim: a simulator of the part of WhatsApp Web's page that automation reads.
+//!
+//! It serves a page at `/` whose script defines WhatsApp Web's internal modules (`window.require`)
+//! with the same names, members and event order as the real site, draws the QR, and follows a
+//! control API (`/__sim/...`) through an event stream. See `README.md` for the contract.
+
+mod config;
+mod error;
+mod routes;
+mod state;
+
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use config::{ConfigPatch, SimConfig, WA_VERSION};
+pub use error::SimError;
+pub use routes::router;
+pub use state::{AppState, PageCommand, PageReport, RecordedMessage};
+
+/// How long `SimHandle::shutdown` waits for in-flight requests before dropping the server.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// The whole application for `config` (fresh state), e.g. for `tower::ServiceExt::oneshot`.
+pub fn app(config: SimConfig) -> Router {
+    router(AppState::new(config))
+}
+
+/// Serves the simulator on `listener` until `shutdown` completes, then closes the pages' event
+/// streams (they would otherwise keep the graceful shutdown waiting forever).
+pub async fn serve(
+    listener: TcpListener,
+    config: SimConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let state = AppState::new(config);
+    let app = router(state.clone());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            state.disconnect_all();
+        })
+        .await
+}
+
+/// A simulator running in the current tokio runtime.
+pub struct SimHandle {
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<io::Result<()>>,
+}
+
+/// Starts the simulator on `127.0.0.1:config.port` (0 picks a free port) in a background task.
+pub async fn spawn(config: SimConfig) -> io::Result<SimHandle> {
+    let listener = TcpListener::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), config.port)).await?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(serve(listener, config, async move {
+        let _ = stopped.await;
+    }));
+    Ok(SimHandle { addr, stop, task })
+}
+
+impl SimHandle {
+    /// The base URL, e.g. `http://127.0.0.1:3100`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to a few seconds), then drops the server.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(());
+        let mut task = self.task;
+        if tokio::time::timeout(SHUTDOWN_GRACE, &mut task).await.is_err() {
+            tracing::warn!("wa-sim did not stop within {SHUTDOWN_GRACE:?}; aborting it");
+            task.abort();
+        }
+    }
+}
+
+/// What the `wa-sim` binary runs: binds `host:config.port`, prints the listening line, serves
+/// until SIGINT or SIGTERM.
+pub async fn run(config: SimConfig, host: IpAddr) -> io::Result<()> {
+    let listener = TcpListener::bind(SocketAddr::new(host, config.port)).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(?config, %addr, "wa-sim starting");
+    println!("wa-sim listening on http://{addr}");
+    serve(listener, config, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received, shutting down"),
+        () = terminate => tracing::info!("SIGTERM received, shutting down"),
+    }
+}

@@ -1,0 +1,71 @@
+//! `wa-sim`: serves the WhatsApp Web simulator until SIGINT/SIGTERM.
+
+use std::net::IpAddr;
+
+use clap::Parser;
+use wa_sim::SimConfig;
+
+/// A simulator of WhatsApp Web's internal page surface, for tests and demos.
+#[derive(Debug, Parser)]
+#[command(name = "wa-sim", version)]
+struct Cli {
+    /// Port to listen on (0 picks a free one). Keep it fixed: the browser keeps the login per origin.
+    #[arg(long, env = "WA_SIM_PORT", default_value_t = 3100)]
+    port: u16,
+    /// Address to listen on.
+    #[arg(long, env = "WA_SIM_HOST", default_value = "127.0.0.1")]
+    host: IpAddr,
+    /// Lifetime of each QR ref after the first (the first lives three times as long).
+    #[arg(long, default_value_t = 20_000)]
+    qr_rotate_ms: u64,
+    /// Delay before the page defines `window.require` and `Debug.VERSION`.
+    #[arg(long, default_value_t = 300)]
+    load_delay_ms: u64,
+    /// QR refs per batch before the page goes UNPAIRED_IDLE.
+    #[arg(long, default_value_t = 6)]
+    max_refs: u32,
+    /// Delay before a sent message's result resolves in the page.
+    #[arg(long, default_value_t = 0)]
+    send_latency_ms: u64,
+    /// Numbers (digits, comma-separated) that are not on WhatsApp.
+    #[arg(long, value_delimiter = ',')]
+    unknown_numbers: Vec<String>,
+    /// Prefix the QR string with `https://wa.me/settings/linked_devices#`.
+    #[arg(long)]
+    qr_prefix: bool,
+    /// The phone number that scans the QR.
+    #[arg(long, default_value = "5491100000000")]
+    phone: String,
+    /// Serve the real page to HeadlessChrome user agents too.
+    #[arg(long)]
+    allow_headless_ua: bool,
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    init_tracing();
+    let cli = Cli::parse();
+    let config = SimConfig {
+        port: cli.port,
+        qr_rotate_ms: cli.qr_rotate_ms,
+        load_delay_ms: cli.load_delay_ms,
+        max_refs: cli.max_refs,
+        send_latency_ms: cli.send_latency_ms,
+        unknown_numbers: cli.unknown_numbers.into_iter().filter(|n| !n.is_empty()).collect(),
+        qr_prefix: cli.qr_prefix,
+        phone: cli.phone,
+        allow_headless_ua: cli.allow_headless_ua,
+    };
+    wa_sim::run(config, cli.host).await
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var("LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,98 @@
+//! The control API tests and demos drive the simulator with: scan, logout, conflict, messages, state, config.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::parse_json;
+use crate::config::ConfigPatch;
+use crate::error::SimError;
+use crate::state::{AppState, PageCommand, RecordedMessage};
+
+/// How long `POST /__sim/scan` waits for a page to report a QR it may have just drawn.
+const SCAN_GRACE: Duration = Duration::from_millis(500);
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/__sim/scan", post(scan))
+        .route("/__sim/logout", post(logout))
+        .route("/__sim/conflict", post(conflict))
+        .route("/__sim/messages", get(messages))
+        .route("/__sim/state", get(sim_state))
+        .route("/__sim/config", put(patch_config))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ScanBody {
+    phone: Option<String>,
+}
+
+/// The phone scans the QR of the page that showed one last.
+async fn scan(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, SimError> {
+    let body: ScanBody = parse_json(&body, true)?;
+    let phone = body.phone.unwrap_or_else(|| state.config().phone.clone());
+    if phone.is_empty() || !phone.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(SimError::BadRequest(format!("`phone` must be digits, got {phone:?}")));
+    }
+    let token = uuid::Uuid::new_v4().to_string();
+    let deadline = tokio::time::Instant::now() + SCAN_GRACE;
+    loop {
+        let next_report = state.next_report();
+        let command = PageCommand::Scan { token: token.clone(), phone: phone.clone() };
+        if state.send_to_latest_in("UNPAIRED", command) {
+            break;
+        }
+        if tokio::time::timeout_at(deadline, next_report).await.is_err() {
+            return Err(SimError::NoQrPage);
+        }
+    }
+    tracing::info!(%phone, "QR scanned");
+    state.add_login(token, phone);
+    Ok(Json(json!({"ok": true})))
+}
+
+/// The phone unlinks every device: logins are revoked and open pages log out.
+async fn logout(State(state): State<AppState>) -> Result<Json<Value>, SimError> {
+    if state.revoke_all_logins() == 0 {
+        return Err(SimError::NotLoggedIn);
+    }
+    let pages = state.broadcast(&PageCommand::Logout);
+    tracing::info!(pages, "device logged out from the phone");
+    Ok(Json(json!({"ok": true})))
+}
+
+/// WhatsApp Web is opened in another browser: every CONNECTED page goes CONFLICT.
+async fn conflict(State(state): State<AppState>) -> Result<Json<Value>, SimError> {
+    if state.send_to_all_in("CONNECTED", &PageCommand::Conflict) == 0 {
+        return Err(SimError::NoConnectedPage);
+    }
+    Ok(Json(json!({"ok": true})))
+}
+
+async fn messages(State(state): State<AppState>) -> Json<Vec<RecordedMessage>> {
+    Json(state.messages())
+}
+
+async fn sim_state(State(state): State<AppState>) -> Json<Value> {
+    let (report, pages) = state.latest_report();
+    let report = report.unwrap_or_default();
+    Json(json!({
+        "socket_state": report.socket_state,
+        "ref": report.qr_ref,
+        "qr": report.qr,
+        "phone": report.phone,
+        "pages": pages,
+    }))
+}
+
+async fn patch_config(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, SimError> {
+    let patch: ConfigPatch = parse_json(&body, false)?;
+    let (unknown_numbers, send_latency_ms) = state.patch_config(patch);
+    Ok(Json(json!({"unknown_numbers": unknown_numbers, "send_latency_ms": send_latency_ms})))
+}
