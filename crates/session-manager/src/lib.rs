@@ -1,1 +1,173 @@
-//! session-manager
+//! session-manager: holds one WhatsApp Web session in a headless Chromium driven over CDP.
+//!
+//! `Application::build` locks the data directory, starts the session actor and binds the HTTP
+//! listener; `run` serves until SIGTERM/SIGINT and closes the browser on the way out.
+
+pub mod actor;
+pub mod bridge;
+pub mod browser;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod qr;
+pub mod routes;
+pub mod session;
+pub mod telemetry;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::actor::{ActorSettings, SessionHandle};
+use crate::browser::profile::{DataDir, ProfileLock};
+use crate::browser::{BrowserError, LaunchSettings};
+use crate::config::{AutoConnect, Config};
+use crate::routes::{AppState, Idempotency, RateLimiter};
+
+/// How long in-flight requests may take to finish at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Why the manager could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Browser(#[from] BrowserError),
+    #[error("could not listen on {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+    #[error("the HTTP server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// A manager ready to serve: the data directory locked, the actor running, the port bound.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    shutdown_tx: watch::Sender<bool>,
+    auto_connect: bool,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        config.validate().map_err(StartError::Config)?;
+        tracing::info!(config = %config.summary(), "session-manager starting");
+        let data = DataDir::open(&config.data_dir)?;
+        let (lock, recorded_browser) = ProfileLock::acquire(&data)?;
+        // A browser left by a crashed manager still holds our profile: end it now.
+        data.reclaim_profile(recorded_browser).await?;
+        let auto_connect = match config.auto_connect {
+            AutoConnect::Always => true,
+            AutoConnect::Never => false,
+            AutoConnect::Saved => data.has_saved_login(),
+        };
+
+        let addr = format!("{}:{}", config.host, config.port);
+        let listener = TcpListener::bind(&addr)
+            .await
+            .map_err(|source| StartError::Bind { addr: addr.clone(), source })?;
+
+        let settings = ActorSettings {
+            launch: LaunchSettings {
+                chromium_path: config.chromium_path.clone(),
+                launch_timeout: config.launch_timeout(),
+                request_timeout: Duration::from_secs(30),
+            },
+            url: config.whatsapp_web_url.clone(),
+            page_load_timeout: config.page_load_timeout(),
+            send_timeout: config.send_timeout(),
+            max_qr_attempts: config.max_qr_attempts,
+            takeover_on_conflict: config.takeover_on_conflict,
+        };
+        let session = SessionHandle::spawn(settings, data, lock);
+        let (shutdown_tx, shutting_down) = watch::channel(false);
+        let state = AppState {
+            session,
+            token: config.token.as_deref().map(Arc::from),
+            idempotency: Arc::new(Idempotency::default()),
+            limiter: Arc::new(RateLimiter::new(config.send_rate_per_minute)),
+            shutting_down,
+        };
+        Ok(Self { listener, state, shutdown_tx, auto_connect })
+    }
+
+    pub fn local_addr(&self) -> Result<SocketAddr, StartError> {
+        self.listener.local_addr().map_err(StartError::Serve)
+    }
+
+    pub fn session(&self) -> &SessionHandle {
+        &self.state.session
+    }
+
+    pub fn router(&self) -> axum::Router {
+        routes::router(self.state.clone())
+    }
+
+    /// Serves until `shutdown` completes, then closes the browser (reaped) and returns.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        let session = self.state.session.clone();
+        if self.auto_connect {
+            let session = session.clone();
+            tokio::spawn(async move {
+                tracing::info!("connecting at start-up (AUTO_CONNECT)");
+                if let Err(e) = session.connect().await {
+                    tracing::error!(error = %e, "connect at start-up failed");
+                }
+            });
+        }
+        let app = routes::router(self.state.clone());
+        let shutdown_tx = self.shutdown_tx;
+        let (stopped_tx, mut stopped_rx) = watch::channel(false);
+        let server = axum::serve(self.listener, app).with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new requests");
+            let _ = shutdown_tx.send(true);
+            let _ = stopped_tx.send(true);
+        });
+        let served = tokio::select! {
+            served = server => served.map_err(StartError::Serve),
+            // Requests still running after the grace period are dropped.
+            _ = async {
+                let _ = stopped_rx.wait_for(|s| *s).await;
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } => {
+                tracing::warn!("in-flight requests did not finish within {SHUTDOWN_GRACE:?}");
+                Ok(())
+            }
+        };
+        session.shutdown().await;
+        tracing::info!("session-manager stopped");
+        served
+    }
+}
+
+/// Builds the application, prints the listening line, serves until SIGTERM/SIGINT.
+pub async fn run(config: Config) -> Result<(), StartError> {
+    let app = Application::build(config).await?;
+    let addr = app.local_addr()?;
+    println!("session-manager listening on http://{addr}");
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    app.run_until(shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! The Rust side of the bridge: opens WhatsApp Web in a tab with `bridge.js` injected into every
+//! document, forwards what the page pushes through the CDP binding (and CDP's own crash signals),
+//! and calls `window.__lm` functions with a deadline.
+
+use std::time::Duration;
+
+use chromiumoxide::cdp::browser_protocol::inspector::{EnableParams as InspectorEnable, EventTargetCrashed};
+use chromiumoxide::cdp::browser_protocol::page::AddScriptToEvaluateOnNewDocumentParams;
+use chromiumoxide::cdp::browser_protocol::target::EventTargetDestroyed;
+use chromiumoxide::cdp::js_protocol::runtime::{AddBindingParams, EventBindingCalled};
+use chromiumoxide::{Browser, Page};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::browser::{BrowserError, cdp};
+
+/// The injected script (the only code that knows WhatsApp's internals).
+pub const BRIDGE_JS: &str = include_str!("bridge.js");
+/// The CDP binding the page calls with one JSON event.
+pub const BINDING: &str = "__lmEmit";
+
+/// One event pushed by the page.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum BridgeEvent {
+    Loaded { version: String },
+    Qr { code: String },
+    State { wa_state: String },
+    Ready { phone: String },
+    Logout,
+    Progress { percent: u32 },
+    Error { reason: String, detail: Option<String> },
+}
+
+/// What the tab reports, bridge events and CDP's own signals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PageSignal {
+    Bridge(BridgeEvent),
+    TargetCrashed,
+    TargetDestroyed,
+}
+
+/// Opens a tab, installs the bridge and the listeners, and navigates to `url`.
+pub async fn open_whatsapp(
+    browser: &Browser,
+    url: &str,
+    cdp_timeout: Duration,
+    page_load_timeout: Duration,
+    on_signal: impl Fn(PageSignal) + Send + Sync + Clone + 'static,
+) -> Result<Page, BrowserError> {
+    let page = cdp("open a tab", cdp_timeout, browser.new_page("about:blank")).await?;
+    // Subscribe before acting, so no event is missed.
+    let mut bindings =
+        cdp("listen for bridge events", cdp_timeout, page.event_listener::<EventBindingCalled>()).await?;
+    let mut crashes =
+        cdp("listen for crashes", cdp_timeout, page.event_listener::<EventTargetCrashed>()).await?;
+    let mut destroyed =
+        cdp("listen for closed tabs", cdp_timeout, browser.event_listener::<EventTargetDestroyed>()).await?;
+    cdp("enable crash reports", cdp_timeout, page.execute(InspectorEnable::default())).await?;
+    cdp("add the bridge binding", cdp_timeout, page.execute(AddBindingParams::new(BINDING))).await?;
+    cdp(
+        "inject the bridge",
+        cdp_timeout,
+        page.execute(AddScriptToEvaluateOnNewDocumentParams::new(BRIDGE_JS)),
+    )
+    .await?;
+
+    let signal = on_signal.clone();
+    tokio::spawn(async move {
+        while let Some(call) = bindings.next().await {
+            if call.name != BINDING {
+                continue;
+            }
+            match serde_json::from_str::<BridgeEvent>(&call.payload) {
+                Ok(event) => signal(PageSignal::Bridge(event)),
+                Err(e) => tracing::warn!(payload = %call.payload, error = %e, "unreadable bridge event"),
+            }
+        }
+    });
+    let signal = on_signal.clone();
+    tokio::spawn(async move {
+        if crashes.next().await.is_some() {
+            signal(PageSignal::TargetCrashed);
+        }
+    });
+    let target = page.target_id().clone();
+    tokio::spawn(async move {
+        while let Some(event) = destroyed.next().await {
+            if event.target_id == target {
+                on_signal(PageSignal::TargetDestroyed);
+                break;
+            }
+        }
+    });
+
+    match tokio::time::timeout(page_load_timeout, page.goto(url)).await {
+        Ok(Ok(_)) => Ok(page),
+        Ok(Err(e)) => Err(BrowserError::PageLoad { url: url.to_owned(), reason: e.to_string() }),
+        Err(_) => Err(BrowserError::PageLoadTimeout { url: url.to_owned(), timeout: page_load_timeout }),
+    }
+}
+
+/// The answer of a `window.__lm` call: `{ok:true, ...}` or `{ok:false, reason, detail}`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Answer<T> {
+    pub ok: bool,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub detail: Option<String>,
+    #[serde(flatten)]
+    pub value: Option<T>,
+}
+
+/// Calls `window.__lm.<function>(args...)` and waits for its answer up to `timeout`.
+/// `Ok(None)` means the call did not answer in time.
+pub async fn call<T: DeserializeOwned>(
+    page: &Page,
+    function: &str,
+    args: &[serde_json::Value],
+    timeout: Duration,
+) -> Result<Option<Answer<T>>, BrowserError> {
+    let args: Vec<String> = args.iter().map(serde_json::Value::to_string).collect();
+    let expression = format!(
+        "(window.__lm ? window.__lm.{function}({}) : {{ok:false, reason:'bridge_missing', detail:null}})",
+        args.join(",")
+    );
+    match tokio::time::timeout(timeout, page.evaluate_expression(expression)).await {
+        Err(_) => Ok(None),
+        Ok(Err(e)) => Err(BrowserError::Cdp { step: "call the bridge", reason: e.to_string() }),
+        Ok(Ok(result)) => result
+            .into_value::<Answer<T>>()
+            .map(Some)
+            .map_err(|e| BrowserError::Cdp { step: "read the bridge's answer", reason: e.to_string() }),
+    }
+}
+
+/// What `send` answers on success.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Sent {
+    pub id: String,
+    pub timestamp: i64,
+}
+
+/// What `exists` answers.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Exists {
+    pub exists: bool,
+}
+
+/// Answers that carry nothing but `ok`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Empty {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_events_of_the_contract_parse() {
+        let cases = [
+            (
+                r#"{"type":"loaded","version":"2.3000.1-sim"}"#,
+                BridgeEvent::Loaded { version: "2.3000.1-sim".into() },
+            ),
+            (r#"{"type":"qr","code":"2@a,b,c,d,1"}"#, BridgeEvent::Qr { code: "2@a,b,c,d,1".into() }),
+            (r#"{"type":"state","wa_state":"UNPAIRED"}"#, BridgeEvent::State { wa_state: "UNPAIRED".into() }),
+            (
+                r#"{"type":"ready","phone":"5491100000000"}"#,
+                BridgeEvent::Ready { phone: "5491100000000".into() },
+            ),
+            (r#"{"type":"logout"}"#, BridgeEvent::Logout),
+            (r#"{"type":"progress","percent":40}"#, BridgeEvent::Progress { percent: 40 }),
+        ];
+        for (json, expected) in cases {
+            assert_eq!(serde_json::from_str::<BridgeEvent>(json).expect(json), expected);
+        }
+    }
+
+    #[test]
+    fn answers_flatten_their_value() {
+        let ok: Answer<Sent> =
+            serde_json::from_str(r#"{"ok":true,"id":"true_1@c.us_X","timestamp":5}"#).expect("ok");
+        assert!(ok.ok);
+        assert_eq!(ok.value.expect("value").id, "true_1@c.us_X");
+        let no: Answer<Sent> =
+            serde_json::from_str(r#"{"ok":false,"reason":"number_not_on_whatsapp","detail":null}"#)
+                .expect("no");
+        assert_eq!(no.reason.as_deref(), Some("number_not_on_whatsapp"));
+        assert!(no.value.is_none());
+    }
+
+    #[test]
+    fn the_bridge_uses_events_not_polling_once_loaded() {
+        // One interval, cleared as soon as the modules appear; everything else hangs off `on(...)`.
+        assert_eq!(BRIDGE_JS.matches("setInterval(").count(), 1);
+        assert!(BRIDGE_JS.contains("clearInterval(timer)"));
+        for event in ["change:state", "change:ref", "change:hasSynced", "'logout'", "offline_progress_update"]
+        {
+            assert!(BRIDGE_JS.contains(event), "{event}");
+        }
+    }
+}

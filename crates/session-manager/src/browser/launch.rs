@@ -1,0 +1,338 @@
+//! Launching Debian's Chromium ourselves (so it leads its own process group and we keep its
+//! stderr), attaching chromiumoxide to its DevTools socket, and closing it without leftovers.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chromiumoxide::Browser;
+use chromiumoxide::handler::HandlerConfig;
+use futures_util::StreamExt;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, ChildStderr, Command};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::{BrowserError, process};
+
+/// A desktop Chrome user agent: WhatsApp (and the simulator) refuse `HeadlessChrome`.
+pub const DESKTOP_USER_AGENT: &str =
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36";
+const STDERR_TAIL_LINES: usize = 20;
+
+#[derive(Debug, Clone)]
+pub struct LaunchSettings {
+    pub chromium_path: PathBuf,
+    pub launch_timeout: Duration,
+    /// Deadline of each CDP command.
+    pub request_timeout: Duration,
+}
+
+/// The flags we launch Chromium with, each for a reason. chromiumoxide's defaults are not used
+/// (we spawn the process ourselves), so `--enable-automation` is never passed.
+pub fn chromium_args(profile: &Path, as_root: bool) -> Vec<String> {
+    let mut args: Vec<String> = [
+        // No display on servers; the new headless mode is the real browser without a window.
+        "--headless=new",
+        // Our own port per launch, printed on stderr as "DevTools listening on ws://...".
+        "--remote-debugging-port=0",
+        // No GPU on servers; /dev/shm is tiny in containers.
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        // The network is closed or metered: no first-run UI, updates, sync, phishing lists, crash uploads.
+        "--no-first-run",
+        "--no-default-browser-check",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-default-apps",
+        "--disable-extensions",
+        "--disable-breakpad",
+        "--disable-client-side-phishing-detection",
+        "--metrics-recording-only",
+        "--password-store=basic",
+        "--use-mock-keychain",
+        "--disable-features=Translate,MediaRouter,OptimizationHints",
+        // WhatsApp's timers (QR rotation, keep-alives) must run although nobody looks at the page.
+        "--disable-background-timer-throttling",
+        "--disable-backgrounding-occluded-windows",
+        "--disable-renderer-backgrounding",
+        "--mute-audio",
+        "--hide-scrollbars",
+        // English UI and messages (we read stderr).
+        "--lang=en-US",
+        "--window-size=1280,900",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    args.push(format!("--user-agent={DESKTOP_USER_AGENT}"));
+    // The persistent profile: the WhatsApp login survives restarts.
+    args.push(process::profile_arg(profile));
+    if as_root {
+        // Chromium refuses to run as root with its sandbox; only then do we drop it.
+        args.push("--no-sandbox".into());
+    }
+    args.push("about:blank".into());
+    args
+}
+
+/// One running Chromium, owned by the session actor.
+pub struct BrowserHandle {
+    pub browser: Browser,
+    pid: i32,
+    profile: PathBuf,
+    handler: JoinHandle<()>,
+    reaper: JoinHandle<()>,
+    exited: watch::Receiver<Option<String>>,
+    stderr_tail: Arc<Mutex<VecDeque<String>>>,
+}
+
+impl BrowserHandle {
+    /// Starts Chromium on `profile` and attaches to it. `on_exit` is called once with a description
+    /// when the process exits; `on_cdp_closed` when the DevTools connection ends.
+    pub async fn launch(
+        settings: &LaunchSettings,
+        profile: &Path,
+        on_exit: impl FnOnce(String) + Send + 'static,
+        on_cdp_closed: impl FnOnce() + Send + 'static,
+    ) -> Result<Self, BrowserError> {
+        let path = &settings.chromium_path;
+        match tokio::fs::metadata(path).await {
+            Ok(meta) if meta.is_file() => {}
+            Ok(_) | Err(_) => return Err(BrowserError::NotFound { path: path.clone() }),
+        }
+        let as_root = nix::unistd::geteuid().is_root();
+        let mut child = Command::new(path)
+            .args(chromium_args(profile, as_root))
+            .env("LANG", "en_US.UTF-8")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| BrowserError::Spawn { path: path.clone(), source })?;
+        let pid = child.id().map(|p| p as i32);
+        let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
+        let Some(stderr) = child.stderr.take() else {
+            return Err(BrowserError::Spawn {
+                path: path.clone(),
+                source: std::io::Error::other("no stderr pipe"),
+            });
+        };
+        let mut lines = BufReader::new(stderr).lines();
+        let ws_url = match devtools_url(&mut child, &mut lines, &stderr_tail, settings.launch_timeout).await {
+            Ok(url) => url,
+            Err(e) => {
+                abort_child(&mut child, pid, profile).await;
+                return Err(e);
+            }
+        };
+        let Some(pid) = pid else {
+            return Err(BrowserError::ExitedAtOnce {
+                status: "no pid".into(),
+                stderr_tail: tail(&stderr_tail),
+            });
+        };
+        tokio::spawn(drain_stderr(lines, stderr_tail.clone()));
+
+        let config = HandlerConfig {
+            viewport: None,
+            request_timeout: settings.request_timeout,
+            ..HandlerConfig::default()
+        };
+        let connected = tokio::time::timeout(
+            settings.launch_timeout,
+            Browser::connect_with_config(ws_url.clone(), config),
+        )
+        .await;
+        let (browser, mut handler) = match connected {
+            Ok(Ok(pair)) => pair,
+            Ok(Err(e)) => {
+                abort_child(&mut child, Some(pid), profile).await;
+                return Err(BrowserError::Connect { url: ws_url, reason: e.to_string() });
+            }
+            Err(_) => {
+                abort_child(&mut child, Some(pid), profile).await;
+                return Err(BrowserError::Connect { url: ws_url, reason: "timed out".into() });
+            }
+        };
+
+        let (exit_tx, exited) = watch::channel(None);
+        let reaper = tokio::spawn(async move {
+            let description = match child.wait().await {
+                Ok(status) => status.to_string(),
+                Err(e) => format!("wait failed: {e}"),
+            };
+            let _ = exit_tx.send(Some(description.clone()));
+            on_exit(description);
+        });
+        let handler = tokio::spawn(async move {
+            while let Some(event) = handler.next().await {
+                if let Err(e) = event {
+                    tracing::debug!(error = %e, "CDP handler error");
+                }
+            }
+            on_cdp_closed();
+        });
+        tracing::info!(pid, profile = %profile.display(), "Chromium started");
+        Ok(Self { browser, pid, profile: profile.to_path_buf(), handler, reaper, exited, stderr_tail })
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    pub fn stderr_tail(&self) -> String {
+        tail(&self.stderr_tail)
+    }
+
+    /// Close politely, then kill the whole tree, and reap it. Leaves no process on the profile.
+    pub async fn shutdown(mut self, grace: Duration) {
+        let closed = tokio::time::timeout(grace, self.browser.close()).await;
+        if !matches!(closed, Ok(Ok(_))) {
+            tracing::debug!("Chromium did not close on request: killing it");
+        }
+        if !wait_exit(&mut self.exited, grace).await {
+            tracing::warn!(
+                pid = self.pid,
+                "Chromium still running after {grace:?}: killing its process tree"
+            );
+        }
+        // Children (renderers, zygote) may outlive the browser process for a moment: kill them all.
+        process::kill_tree(Some(self.pid), &self.profile);
+        if !wait_exit(&mut self.exited, Duration::from_secs(5)).await {
+            tracing::error!(pid = self.pid, "Chromium did not exit after SIGKILL");
+        }
+        if !process::wait_profile_free(&self.profile, Duration::from_secs(5)).await {
+            tracing::error!(profile = %self.profile.display(), "Chromium processes remain on the profile");
+        }
+        self.handler.abort();
+        let _ = tokio::time::timeout(Duration::from_secs(1), &mut self.reaper).await;
+        tracing::info!(pid = self.pid, "Chromium stopped");
+    }
+}
+
+async fn wait_exit(exited: &mut watch::Receiver<Option<String>>, within: Duration) -> bool {
+    matches!(tokio::time::timeout(within, exited.wait_for(Option::is_some)).await, Ok(Ok(_)))
+}
+
+/// Reads stderr until Chromium prints its DevTools address, it exits, or the deadline passes.
+async fn devtools_url(
+    child: &mut Child,
+    lines: &mut tokio::io::Lines<BufReader<ChildStderr>>,
+    tail_buf: &Arc<Mutex<VecDeque<String>>>,
+    timeout: Duration,
+) -> Result<String, BrowserError> {
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            _ = &mut deadline => {
+                return Err(BrowserError::LaunchTimeout { timeout, stderr_tail: tail(tail_buf) });
+            }
+            line = lines.next_line() => match line {
+                Ok(Some(line)) => {
+                    if let Some(url) = line.split("listening on ").nth(1).filter(|u| u.starts_with("ws://")) {
+                        return Ok(url.trim().to_owned());
+                    }
+                    push_line(tail_buf, line);
+                }
+                Ok(None) | Err(_) => {
+                    let status = match tokio::time::timeout(Duration::from_secs(5), child.wait()).await {
+                        Ok(Ok(status)) => status.to_string(),
+                        _ => "closed its stderr".to_owned(),
+                    };
+                    return Err(BrowserError::ExitedAtOnce { status, stderr_tail: tail(tail_buf) });
+                }
+            },
+        }
+    }
+}
+
+async fn drain_stderr(
+    mut lines: tokio::io::Lines<BufReader<ChildStderr>>,
+    tail_buf: Arc<Mutex<VecDeque<String>>>,
+) {
+    while let Ok(Some(line)) = lines.next_line().await {
+        tracing::trace!(target: "chromium", "{line}");
+        push_line(&tail_buf, line);
+    }
+}
+
+fn push_line(tail_buf: &Mutex<VecDeque<String>>, line: String) {
+    if let Ok(mut buf) = tail_buf.lock() {
+        if buf.len() == STDERR_TAIL_LINES {
+            buf.pop_front();
+        }
+        buf.push_back(line);
+    }
+}
+
+fn tail(tail_buf: &Mutex<VecDeque<String>>) -> String {
+    tail_buf.lock().map(|b| b.iter().cloned().collect::<Vec<_>>().join("\n")).unwrap_or_default()
+}
+
+async fn abort_child(child: &mut Child, pid: Option<i32>, profile: &Path) {
+    process::kill_tree(pid, profile);
+    let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+    process::wait_profile_free(profile, Duration::from_secs(5)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_are_explicit_and_never_enable_automation() {
+        let args = chromium_args(Path::new("/data/sessions/admin"), false);
+        assert!(args.contains(&"--headless=new".to_owned()));
+        assert!(args.contains(&"--user-data-dir=/data/sessions/admin".to_owned()));
+        assert!(!args.iter().any(|a| a.contains("enable-automation")));
+        assert!(!args.iter().any(|a| a == "--no-sandbox"));
+        assert!(args.iter().any(|a| a.starts_with("--user-agent=") && !a.contains("Headless")));
+        assert!(chromium_args(Path::new("/p"), true).contains(&"--no-sandbox".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn a_missing_executable_is_named() {
+        let settings = LaunchSettings {
+            chromium_path: "/nonexistent/chromium".into(),
+            launch_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
+        };
+        let err = BrowserHandle::launch(&settings, Path::new("/tmp/unused-profile"), |_| {}, || {})
+            .await
+            .err()
+            .expect("launch fails");
+        assert!(matches!(err, BrowserError::NotFound { .. }));
+        assert!(err.to_string().contains("/nonexistent/chromium"));
+    }
+
+    #[tokio::test]
+    async fn a_program_that_exits_at_once_reports_its_stderr() {
+        let script = tempfile::NamedTempFile::new().expect("tmp");
+        std::fs::write(script.path(), "#!/bin/sh\necho 'cannot open display' >&2\nexit 3\n").expect("script");
+        let path = script.into_temp_path();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+        let settings = LaunchSettings {
+            chromium_path: path.to_path_buf(),
+            launch_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(1),
+        };
+        let err = BrowserHandle::launch(&settings, Path::new("/tmp/unused-profile"), |_| {}, || {})
+            .await
+            .err()
+            .expect("launch fails");
+        match err {
+            BrowserError::ExitedAtOnce { status, stderr_tail } => {
+                assert!(status.contains('3'), "{status}");
+                assert!(stderr_tail.contains("cannot open display"), "{stderr_tail}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

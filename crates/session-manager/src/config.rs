@@ -1,0 +1,189 @@
+//! The manager's configuration: command-line flags, each also read from the environment variable
+//! named in ARCHITECTURE.md, with defaults that work on a laptop.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// When the manager opens the browser on its own at start-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AutoConnect {
+    /// Only when the profile holds a saved login (a restart comes back to READY with no QR).
+    Saved,
+    /// Always (shows a QR when there is no saved login).
+    Always,
+    /// Never: wait for `POST /connect`.
+    Never,
+}
+
+/// Holds one WhatsApp Web session in a headless Chromium driven over CDP.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "session-manager", version, about)]
+pub struct Config {
+    /// Address to bind. Anything but loopback requires SESSION_MANAGER_TOKEN.
+    #[arg(long, env = "SESSION_MANAGER_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+
+    /// Port to bind (0 = any free port; the chosen one is printed).
+    #[arg(long, env = "SESSION_MANAGER_PORT", default_value_t = 3001)]
+    pub port: u16,
+
+    /// Directory for the lock file, the browser profile and its backups.
+    #[arg(long, env = "SESSION_MANAGER_DATA_DIR", default_value = "./data/session-manager")]
+    pub data_dir: PathBuf,
+
+    /// The WhatsApp Web page to open (a wa-sim URL in tests and demos).
+    #[arg(long, env = "WHATSAPP_WEB_URL", default_value = "https://web.whatsapp.com")]
+    pub whatsapp_web_url: String,
+
+    /// The Chromium executable.
+    #[arg(long, env = "CHROMIUM_PATH", default_value = "/usr/bin/chromium")]
+    pub chromium_path: PathBuf,
+
+    /// QR codes shown for one connect before giving up (DISCONNECTED, QR_ATTEMPTS_EXHAUSTED).
+    #[arg(long, env = "MAX_QR_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_qr_attempts: u32,
+
+    /// Open the browser at start-up: saved (only with a saved login), always, never.
+    #[arg(long, env = "AUTO_CONNECT", value_enum, default_value_t = AutoConnect::Saved)]
+    pub auto_connect: AutoConnect,
+
+    /// Bearer token required on every route but /health (required when not bound to loopback).
+    #[arg(long, env = "SESSION_MANAGER_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// Take the session back when WhatsApp Web is opened elsewhere (else ERROR CONFLICT).
+    #[arg(long, env = "TAKEOVER_ON_CONFLICT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub takeover_on_conflict: bool,
+
+    /// Seconds Chromium may take to start and print its DevTools address.
+    #[arg(long, env = "BROWSER_LAUNCH_TIMEOUT_SECS", default_value_t = 20)]
+    pub launch_timeout_secs: u64,
+
+    /// Seconds WhatsApp Web may take to load and expose its modules.
+    #[arg(long, env = "PAGE_LOAD_TIMEOUT_SECS", default_value_t = 60)]
+    pub page_load_timeout_secs: u64,
+
+    /// Seconds a send may take before answering 504 SEND_TIMEOUT.
+    #[arg(long, env = "SEND_TIMEOUT_SECS", default_value_t = 30)]
+    pub send_timeout_secs: u64,
+
+    /// Sends accepted per minute (a burst of this many, refilled evenly); more get 429.
+    #[arg(long, env = "SEND_RATE_PER_MINUTE", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
+    pub send_rate_per_minute: u32,
+}
+
+impl Config {
+    /// Checks what clap cannot: a non-loopback bind needs a token.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+            return Err("SESSION_MANAGER_TOKEN is set but empty: unset it or give a secret".to_owned());
+        }
+        if !self.binds_loopback() && self.token.is_none() {
+            return Err(format!(
+                "SESSION_MANAGER_HOST={} is not a loopback address: set SESSION_MANAGER_TOKEN (the hub sends it \
+                 as a bearer token) or bind 127.0.0.1",
+                self.host
+            ));
+        }
+        if !(self.whatsapp_web_url.starts_with("http://") || self.whatsapp_web_url.starts_with("https://")) {
+            return Err(format!("WHATSAPP_WEB_URL={} is not an http(s) URL", self.whatsapp_web_url));
+        }
+        Ok(())
+    }
+
+    pub fn binds_loopback(&self) -> bool {
+        match self.host.parse::<IpAddr>() {
+            Ok(ip) => ip.is_loopback(),
+            Err(_) => self.host.eq_ignore_ascii_case("localhost"),
+        }
+    }
+
+    pub fn launch_timeout(&self) -> Duration {
+        Duration::from_secs(self.launch_timeout_secs)
+    }
+
+    pub fn page_load_timeout(&self) -> Duration {
+        Duration::from_secs(self.page_load_timeout_secs)
+    }
+
+    pub fn send_timeout(&self) -> Duration {
+        Duration::from_secs(self.send_timeout_secs)
+    }
+
+    /// The effective configuration as one log line, the token masked.
+    pub fn summary(&self) -> String {
+        let token = match &self.token {
+            Some(_) => "set (masked)",
+            None => "unset",
+        };
+        format!(
+            "host={} port={} data_dir={} whatsapp_web_url={} chromium_path={} max_qr_attempts={} \
+             auto_connect={:?} token={token} takeover_on_conflict={} launch_timeout={}s page_load_timeout={}s \
+             send_timeout={}s send_rate_per_minute={}",
+            self.host,
+            self.port,
+            self.data_dir.display(),
+            self.whatsapp_web_url,
+            self.chromium_path.display(),
+            self.max_qr_attempts,
+            self.auto_connect,
+            self.takeover_on_conflict,
+            self.launch_timeout_secs,
+            self.page_load_timeout_secs,
+            self.send_timeout_secs,
+            self.send_rate_per_minute,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        let mut all = vec!["session-manager"];
+        all.extend_from_slice(args);
+        Config::try_parse_from(all).expect("arguments parse")
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = parse(&[]);
+        assert_eq!(c.host, "127.0.0.1");
+        assert_eq!(c.port, 3001);
+        assert_eq!(c.data_dir, PathBuf::from("./data/session-manager"));
+        assert_eq!(c.whatsapp_web_url, "https://web.whatsapp.com");
+        assert_eq!(c.chromium_path, PathBuf::from("/usr/bin/chromium"));
+        assert_eq!(c.max_qr_attempts, 5);
+        assert_eq!(c.auto_connect, AutoConnect::Saved);
+        assert!(c.takeover_on_conflict);
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn a_public_bind_without_a_token_is_refused() {
+        let err = parse(&["--host", "0.0.0.0"]).validate().unwrap_err();
+        assert!(err.contains("SESSION_MANAGER_TOKEN"), "{err}");
+        assert!(parse(&["--host", "0.0.0.0", "--token", "s3cret"]).validate().is_ok());
+        assert!(parse(&["--host", "localhost"]).validate().is_ok());
+        assert!(parse(&["--host", "::1"]).validate().is_ok());
+    }
+
+    #[test]
+    fn the_summary_masks_the_token() {
+        let s = parse(&["--token", "very-secret-value"]).summary();
+        assert!(!s.contains("very-secret-value"), "{s}");
+        assert!(s.contains("token=set (masked)"));
+    }
+
+    #[test]
+    fn auto_connect_and_takeover_parse_from_words() {
+        let c = parse(&["--auto-connect", "never", "--takeover-on-conflict", "false"]);
+        assert_eq!(c.auto_connect, AutoConnect::Never);
+        assert!(!c.takeover_on_conflict);
+        assert!(Config::try_parse_from(["x", "--max-qr-attempts", "0"]).is_err());
+    }
+}

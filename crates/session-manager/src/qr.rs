@@ -1,0 +1,93 @@
+//! The login QR: the page's string rendered as a PNG data URL (for `<img src>`) and as text for a
+//! terminal. The string is opaque: whatever WhatsApp draws is what we encode.
+
+use std::io::Cursor;
+
+use base64::Engine;
+use image::{ImageFormat, Luma};
+use qrcode::QrCode;
+use qrcode::render::unicode::Dense1x2;
+
+/// Pixels per QR module: a 5-field code (version ~10) becomes a ~330 px image.
+const MODULE_PX: u32 = 6;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QrError {
+    #[error("the QR string ({len} bytes) does not fit in a QR code: {source}")]
+    Encode { len: usize, source: qrcode::types::QrError },
+    #[error("encoding the QR as PNG failed: {0}")]
+    Png(#[from] image::ImageError),
+}
+
+/// The QR as PNG bytes.
+pub fn png(code: &str) -> Result<Vec<u8>, QrError> {
+    let qr = QrCode::new(code.as_bytes()).map_err(|source| QrError::Encode { len: code.len(), source })?;
+    let image = qr.render::<Luma<u8>>().module_dimensions(MODULE_PX, MODULE_PX).quiet_zone(true).build();
+    let mut out = Cursor::new(Vec::new());
+    image.write_to(&mut out, ImageFormat::Png)?;
+    Ok(out.into_inner())
+}
+
+/// The QR as `data:image/png;base64,...`.
+pub fn data_url(code: &str) -> Result<String, QrError> {
+    let bytes = png(code)?;
+    Ok(format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(bytes)))
+}
+
+/// The PNG bytes inside a data URL made by [`data_url`].
+pub fn png_from_data_url(data_url: &str) -> Option<Vec<u8>> {
+    let b64 = data_url.strip_prefix("data:image/png;base64,")?;
+    base64::engine::general_purpose::STANDARD.decode(b64).ok()
+}
+
+/// The QR drawn with Unicode half blocks, dark on a light terminal background inverted for readability.
+pub fn ascii(code: &str) -> Result<String, QrError> {
+    let qr = QrCode::new(code.as_bytes()).map_err(|source| QrError::Encode { len: code.len(), source })?;
+    Ok(qr
+        .render::<Dense1x2>()
+        .dark_color(Dense1x2::Light)
+        .light_color(Dense1x2::Dark)
+        .quiet_zone(true)
+        .build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(png_bytes: &[u8]) -> String {
+        let img = image::load_from_memory_with_format(png_bytes, ImageFormat::Png).expect("a PNG").to_luma8();
+        let mut prepared = rqrr::PreparedImage::prepare(img);
+        let grids = prepared.detect_grids();
+        assert_eq!(grids.len(), 1, "exactly one QR in the image");
+        let (_, content) = grids[0].decode().expect("the QR decodes");
+        content
+    }
+
+    const BARE: &str = "2@Xq3kVd9Lq0Zr7mH2fJ+aB/cD==,Ak9sR1mQ0vYbT3wXz6cN8pLhE4uG2jF5oKdS7iVaW1M=,\
+                        Bn8rQ2lP1uXaS4vWy5bM9oKgD3tF1iE6nJcR8hUzV0L=,c2VjcmV0LWtleS1mb3ItdGVzdHM=,1";
+
+    #[test]
+    fn a_data_url_png_decodes_to_exactly_the_input() {
+        for code in [BARE.to_owned(), format!("https://wa.me/settings/linked_devices#{BARE}")] {
+            let url = data_url(&code).expect("renders");
+            assert!(url.starts_with("data:image/png;base64,iVBORw0KGgo"));
+            let bytes = png_from_data_url(&url).expect("base64 PNG");
+            assert_eq!(decode(&bytes), code);
+        }
+    }
+
+    #[test]
+    fn ascii_rendering_has_one_line_per_two_module_rows() {
+        let text = ascii("2@abc,def").expect("renders");
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines.len() > 10);
+        assert!(lines.iter().all(|l| l.chars().count() == lines[0].chars().count()));
+        assert!(text.contains('█') || text.contains('▀') || text.contains('▄'));
+    }
+
+    #[test]
+    fn a_string_too_long_for_a_qr_is_an_error() {
+        assert!(matches!(png(&"x".repeat(8000)), Err(QrError::Encode { len: 8000, .. })));
+    }
+}

@@ -1,0 +1,59 @@
+//! `/connect`, `/disconnect`, `/clear-session`.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use shared_contracts::{
+    ADMIN_SESSION, ClearSessionResponse, ConnectResponse, DisconnectRequest, DisconnectResponse,
+};
+
+use super::AppState;
+use crate::error::Error;
+
+pub async fn connect(State(state): State<AppState>) -> Result<Json<ConnectResponse>, Error> {
+    let outcome = state.session.connect().await?;
+    let message = if outcome.already_connected {
+        format!("Already connected (state {})", outcome.state)
+    } else {
+        format!("Connecting to WhatsApp Web (state {})", outcome.state)
+    };
+    Ok(Json(ConnectResponse {
+        success: true,
+        message,
+        session: ADMIN_SESSION.to_owned(),
+        state: outcome.state,
+        already_connected: outcome.already_connected,
+    }))
+}
+
+/// The body is optional: empty means `{"logout": false}`.
+pub async fn disconnect(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Json<DisconnectResponse>, Error> {
+    let request = if body.iter().all(u8::is_ascii_whitespace) {
+        DisconnectRequest::default()
+    } else {
+        serde_json::from_slice::<DisconnectRequest>(&body).map_err(|e| Error::Validation {
+            message: format!("the disconnect body is not {{\"logout\": true|false}}: {e}"),
+            detail: serde_json::json!({ "body": "invalid" }),
+        })?
+    };
+    state.session.disconnect(request.logout).await?;
+    let message = if request.logout { "Disconnected and unlinked" } else { "Disconnected" };
+    Ok(Json(DisconnectResponse { success: true, message: message.into() }))
+}
+
+pub async fn clear_session(State(state): State<AppState>) -> Result<Json<ClearSessionResponse>, Error> {
+    let backup = state.session.clear_session().await?;
+    let message = match &backup {
+        Some(path) => format!("Session cleared; the previous profile was moved to {}", path.display()),
+        None => "Session cleared (there was no profile to back up)".to_owned(),
+    };
+    Ok(Json(ClearSessionResponse {
+        success: true,
+        message,
+        state: state.session.status().state,
+        backup: backup.map(|p| p.display().to_string()),
+    }))
+}

@@ -1,0 +1,27 @@
+//! `/health` (never touches the browser) and `/metrics`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use shared_contracts::HealthBody;
+
+use super::AppState;
+use crate::browser::process;
+use crate::telemetry::now_rfc3339;
+
+pub async fn health() -> Json<HealthBody> {
+    Json(HealthBody { status: "ok".into(), service: "session-manager".into(), timestamp: now_rfc3339() })
+}
+
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let profile = state.session.profile.clone();
+    // /proc reads are blocking file I/O: keep them off the async workers.
+    let (pss, rss) = tokio::task::spawn_blocking(move || {
+        (process::tree_pss_bytes(&profile), process::own_rss_bytes().unwrap_or(0))
+    })
+    .await
+    .unwrap_or((0, 0));
+    let body = state.session.metrics.render(state.session.status().state, pss, rss);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
+}

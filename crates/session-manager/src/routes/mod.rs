@@ -1,0 +1,141 @@
+//! The HTTP API of ARCHITECTURE.md: one file per resource, the shared state, and the middleware
+//! (request id, bearer token, request log).
+
+mod control;
+mod health;
+mod send;
+mod status;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use shared_contracts::REQUEST_ID_HEADER;
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use crate::actor::SessionHandle;
+use crate::error::Error;
+use crate::telemetry::REQUEST_ID;
+
+pub use send::{Idempotency, RateLimiter};
+
+/// Largest request body accepted (a 4096-character message fits many times).
+pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub session: SessionHandle,
+    pub token: Option<Arc<str>>,
+    pub idempotency: Arc<Idempotency>,
+    pub limiter: Arc<RateLimiter>,
+    /// Flips to true at shutdown so event streams end and the server can stop.
+    pub shutting_down: watch::Receiver<bool>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health::health))
+        .route("/metrics", get(health::metrics))
+        .route("/status", get(status::status))
+        .route("/qr", get(status::qr))
+        .route("/qr-code", get(status::qr_code))
+        .route("/events", get(status::events))
+        .route("/connect", post(control::connect))
+        .route("/disconnect", post(control::disconnect))
+        .route("/clear-session", post(control::clear_session))
+        .route("/send", post(send::send))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .layer(middleware::from_fn(request_context))
+        .with_state(state)
+}
+
+async fn not_found(request: Request) -> Error {
+    Error::NotFound { method: request.method().to_string(), path: request.uri().path().to_owned() }
+}
+
+/// Keeps or creates `X-Request-ID`, makes it available to error bodies, and logs the request.
+async fn request_context(request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let cliente_id = request
+        .headers()
+        .get(shared_contracts::CLIENTE_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %request.method(),
+        path = %request.uri().path(),
+        cliente_id = %cliente_id,
+    );
+    let started = Instant::now();
+    let mut response = REQUEST_ID.scope(id.clone(), next.run(request)).instrument(span.clone()).await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    span.in_scope(|| {
+        tracing::info!(
+            status = response.status().as_u16(),
+            latency_ms = started.elapsed().as_millis() as u64,
+            "request"
+        )
+    });
+    response
+}
+
+/// With SESSION_MANAGER_TOKEN set, every route but /health needs `Authorization: Bearer <token>`.
+async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(token) = &state.token else { return next.run(request).await };
+    if request.uri().path() == "/health" {
+        return next.run(request).await;
+    }
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if constant_time_eq(given.as_bytes(), token.as_bytes()) {
+        next.run(request).await
+    } else {
+        Error::Unauthorized.into_response()
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// `Json` whose rejections are our 400 VALIDATION_ERROR (or 413) bodies.
+pub struct AppJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for AppJson<T>
+where
+    axum::Json<T>: FromRequest<S, Rejection = axum::extract::rejection::JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = Error;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::Json(value) = axum::Json::<T>::from_request(request, state).await?;
+        Ok(AppJson(value))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,72 @@
+//! `/status`, `/qr`, `/qr-code` (all from memory) and `/events` (Server-Sent Events).
+
+use std::convert::Infallible;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::{Stream, StreamExt};
+use serde::Deserialize;
+use shared_contracts::{QrInfo, StatusBody};
+use tokio_stream::wrappers::WatchStream;
+
+use super::AppState;
+use crate::error::Error;
+use crate::qr;
+
+pub async fn status(State(state): State<AppState>) -> Json<StatusBody> {
+    Json(state.session.status())
+}
+
+fn current_qr(state: &AppState) -> Result<QrInfo, Error> {
+    let status = state.session.status();
+    status.qr.ok_or(Error::NoQr { state: status.state })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct QrQuery {
+    #[serde(default)]
+    format: Option<String>,
+}
+
+pub async fn qr(State(state): State<AppState>, Query(query): Query<QrQuery>) -> Result<Response, Error> {
+    let info = current_qr(&state)?;
+    match query.format.as_deref() {
+        None | Some("png") => {
+            let png = qr::png_from_data_url(&info.base64)
+                .ok_or_else(|| Error::validation("the stored QR is not a PNG data URL"))?;
+            Ok(([(header::CONTENT_TYPE, "image/png"), (header::CACHE_CONTROL, "no-store")], png)
+                .into_response())
+        }
+        Some("ascii") => {
+            let text = qr::ascii(&info.url).map_err(|e| Error::validation(e.to_string()))?;
+            Ok((
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::CACHE_CONTROL, "no-store")],
+                text,
+            )
+                .into_response())
+        }
+        Some(other) => Err(Error::validation(format!("format={other} is not supported: use png or ascii"))),
+    }
+}
+
+pub async fn qr_code(State(state): State<AppState>) -> Result<Json<QrInfo>, Error> {
+    current_qr(&state).map(Json)
+}
+
+/// One `status` event with the full status on subscribe and on every change.
+pub async fn events(State(state): State<AppState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let mut shutting_down = state.shutting_down.clone();
+    let stop = async move {
+        let _ = shutting_down.wait_for(|stop| *stop).await;
+    };
+    let stream = WatchStream::new(state.session.subscribe())
+        .map(|status| {
+            let event = Event::default().event("status");
+            Ok(event.json_data(&status).unwrap_or_else(|_| Event::default().event("status").data("{}")))
+        })
+        .take_until(Box::pin(stop));
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}

@@ -1,0 +1,388 @@
+//! The session state machine of ARCHITECTURE.md as a plain type: `apply(event) -> effects`, no I/O.
+//!
+//! The actor feeds it what the browser and the HTTP side report and carries out the effects it
+//! returns; the status every client sees is derived from it (`status()`).
+
+use std::time::Duration;
+
+use shared_contracts::{ADMIN_SESSION, ErrorCode, LastError, QrInfo, SessionState, StatusBody};
+use time::OffsetDateTime;
+
+use crate::telemetry::format_rfc3339;
+
+/// How long WhatsApp shows the first code of a batch, and each next one (WA_INTERNALS.md §1).
+const FIRST_QR_LIFETIME_MS: i64 = 60_000;
+const NEXT_QR_LIFETIME_MS: i64 = 20_000;
+
+/// Consecutive crashes recovered automatically before giving up with ERROR BROWSER_CRASHED.
+pub const MAX_CRASH_RESTARTS: u32 = 5;
+const BACKOFF_BASE: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// A failure that ends a connect attempt (launch, page load, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub code: ErrorCode,
+    pub message: String,
+    pub hint: String,
+}
+
+/// Something that happened, from the HTTP side or the browser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// `POST /connect`, or boot with a saved session.
+    Connect,
+    /// Chromium did not start, or WhatsApp Web did not load.
+    LaunchFailed(Failure),
+    /// The page shows a (new) login QR; `data_url` is its PNG rendering.
+    QrReceived { code: String, data_url: String, at_ms: i64 },
+    /// WhatsApp's raw socket state (`UNPAIRED`, `PAIRING`, `CONNECTED`, `CONFLICT`, ...).
+    WaState(String),
+    /// Logged in and synced: sending is possible. `phone` is digits.
+    Ready { phone: String },
+    /// The device was unlinked from the phone.
+    LoggedOut,
+    /// `POST /disconnect`.
+    Disconnect { logout: bool },
+    /// Chromium or the page crashed or went away.
+    Crashed { reason: String },
+    /// The back-off after a crash has elapsed.
+    ReconnectDue,
+    /// `POST /clear-session`.
+    ClearSession,
+}
+
+/// What the actor must do after a transition, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    LaunchBrowser,
+    /// Unlink this device through the page (before the browser is closed).
+    UnlinkDevice,
+    CloseBrowser,
+    /// Delete the profile (after the browser is closed): the next connect shows a QR.
+    WipeProfile,
+    /// Move the profile aside as a timestamped backup (after the browser is closed).
+    BackupProfile,
+    /// Ask the page for a new batch of QR codes.
+    RefreshQr,
+    /// Take the session back from another browser.
+    Takeover,
+    ScheduleReconnect(Duration),
+    /// Note that the profile holds a login (AUTO_CONNECT=saved uses it).
+    RememberLogin {
+        phone: String,
+    },
+    /// A new QR was generated (a metric).
+    CountQr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Qr {
+    code: String,
+    data_url: String,
+    at_ms: i64,
+    expires_at_ms: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Session {
+    state: SessionState,
+    since: OffsetDateTime,
+    qr: Option<Qr>,
+    attempts: u32,
+    phone: Option<String>,
+    last_error: Option<LastError>,
+    crashes: u32,
+    reconnect_pending: bool,
+    max_qr_attempts: u32,
+    takeover_on_conflict: bool,
+}
+
+impl Session {
+    pub fn new(max_qr_attempts: u32, takeover_on_conflict: bool) -> Self {
+        Self {
+            state: SessionState::Init,
+            since: OffsetDateTime::now_utc(),
+            qr: None,
+            attempts: 0,
+            phone: None,
+            last_error: None,
+            crashes: 0,
+            reconnect_pending: false,
+            max_qr_attempts,
+            takeover_on_conflict,
+        }
+    }
+
+    pub fn state(&self) -> SessionState {
+        self.state
+    }
+
+    pub fn last_error(&self) -> Option<&LastError> {
+        self.last_error.as_ref()
+    }
+
+    /// Applies one event and returns the effects to carry out, in order.
+    pub fn apply(&mut self, event: Event) -> Vec<Effect> {
+        use SessionState as S;
+        let live = self.state.is_live();
+        match event {
+            Event::Connect => match self.state {
+                S::Init | S::Disconnected | S::Error => {
+                    self.attempts = 0;
+                    self.crashes = 0;
+                    self.reconnect_pending = false;
+                    self.enter(S::Connecting, "connect requested");
+                    vec![Effect::LaunchBrowser]
+                }
+                _ => vec![],
+            },
+            Event::LaunchFailed(failure) if live => {
+                self.fail(S::Error, failure);
+                vec![Effect::CloseBrowser]
+            }
+            Event::QrReceived { code, data_url, at_ms } => {
+                if !matches!(self.state, S::Connecting | S::QrRequired) {
+                    return vec![];
+                }
+                if self.qr.as_ref().is_some_and(|qr| qr.code == code) {
+                    return vec![];
+                }
+                if self.attempts >= self.max_qr_attempts {
+                    return self.qr_exhausted();
+                }
+                self.attempts += 1;
+                let lifetime = if self.attempts == 1 { FIRST_QR_LIFETIME_MS } else { NEXT_QR_LIFETIME_MS };
+                self.qr = Some(Qr { code, data_url, at_ms, expires_at_ms: at_ms + lifetime });
+                let reason = format!("QR code {} of at most {}", self.attempts, self.max_qr_attempts);
+                self.enter(S::QrRequired, &reason);
+                vec![Effect::CountQr]
+            }
+            Event::WaState(wa_state) => self.apply_wa_state(&wa_state),
+            Event::Ready { phone }
+                if matches!(self.state, S::Connecting | S::QrRequired | S::Authenticated) =>
+            {
+                let phone = format!("+{}", phone.trim_start_matches('+'));
+                self.phone = Some(phone.clone());
+                self.crashes = 0;
+                self.enter(S::Ready, "chats loaded, sending possible");
+                vec![Effect::RememberLogin { phone }]
+            }
+            Event::LoggedOut if live => {
+                self.fail(
+                    S::Disconnected,
+                    Failure {
+                        code: ErrorCode::LoggedOut,
+                        message: "The device was unlinked from the phone (logged out)".into(),
+                        hint: "POST /connect and scan the new QR to link again".into(),
+                    },
+                );
+                vec![Effect::CloseBrowser, Effect::WipeProfile]
+            }
+            Event::Disconnect { logout } => {
+                if live {
+                    let reason =
+                        if logout { "disconnect with logout requested" } else { "disconnect requested" };
+                    self.enter(S::Disconnected, reason);
+                }
+                match (live, logout) {
+                    (true, true) => vec![Effect::UnlinkDevice, Effect::CloseBrowser, Effect::WipeProfile],
+                    (true, false) => vec![Effect::CloseBrowser],
+                    (false, true) => vec![Effect::WipeProfile],
+                    (false, false) => vec![],
+                }
+            }
+            Event::Crashed { reason } if live && !self.reconnect_pending => {
+                self.crashes += 1;
+                if self.crashes > MAX_CRASH_RESTARTS {
+                    self.fail(
+                        S::Error,
+                        Failure {
+                            code: ErrorCode::BrowserCrashed,
+                            message: format!(
+                                "Chromium crashed {} times in a row (last: {reason})",
+                                self.crashes
+                            ),
+                            hint: "Check the logs and memory of the host, then POST /connect".into(),
+                        },
+                    );
+                    return vec![Effect::CloseBrowser];
+                }
+                let delay = backoff(self.crashes);
+                self.last_error = Some(last_error(Failure {
+                    code: ErrorCode::BrowserCrashed,
+                    message: format!("Chromium or the page crashed: {reason}"),
+                    hint: "Nothing to do: the session reconnects on its own".into(),
+                }));
+                self.attempts = 0;
+                self.reconnect_pending = true;
+                let why = format!("browser crashed ({reason}); reconnecting in {} ms", delay.as_millis());
+                self.enter(S::Connecting, &why);
+                vec![Effect::CloseBrowser, Effect::ScheduleReconnect(delay)]
+            }
+            Event::ReconnectDue if self.state == S::Connecting && self.reconnect_pending => {
+                self.reconnect_pending = false;
+                vec![Effect::LaunchBrowser]
+            }
+            Event::ClearSession => {
+                self.phone = None;
+                self.last_error = None;
+                self.attempts = 0;
+                self.crashes = 0;
+                self.reconnect_pending = false;
+                self.enter(S::Init, "session cleared");
+                vec![Effect::CloseBrowser, Effect::BackupProfile]
+            }
+            _ => vec![],
+        }
+    }
+
+    fn apply_wa_state(&mut self, wa_state: &str) -> Vec<Effect> {
+        use SessionState as S;
+        match (wa_state, self.state) {
+            ("UNPAIRED_IDLE", S::Connecting | S::QrRequired) => {
+                if self.attempts < self.max_qr_attempts {
+                    vec![Effect::RefreshQr]
+                } else {
+                    self.qr_exhausted()
+                }
+            }
+            ("PAIRING", S::Connecting | S::QrRequired) => {
+                self.enter(S::Authenticated, "phone scanned the QR");
+                vec![]
+            }
+            ("CONNECTED", S::QrRequired) => {
+                self.enter(S::Authenticated, "phone scanned the QR");
+                vec![]
+            }
+            ("CONNECTED", S::Connecting) => {
+                self.enter(S::Authenticated, "saved session accepted");
+                vec![]
+            }
+            ("CONFLICT", state) if state.is_live() => {
+                if self.takeover_on_conflict {
+                    tracing::info!(state = %state, "WhatsApp Web was opened elsewhere: taking the session back");
+                    return vec![Effect::Takeover];
+                }
+                self.fail(
+                    S::Error,
+                    Failure {
+                        code: ErrorCode::Conflict,
+                        message: "WhatsApp Web was opened in another browser (conflict)".into(),
+                        hint: "Close the other WhatsApp Web, or set TAKEOVER_ON_CONFLICT=true, then POST /connect"
+                            .into(),
+                    },
+                );
+                vec![Effect::CloseBrowser]
+            }
+            ("TOS_BLOCK" | "SMB_TOS_BLOCK" | "PROXYBLOCK" | "DEPRECATED_VERSION", state)
+                if state.is_live() =>
+            {
+                self.fail(
+                    S::Error,
+                    Failure {
+                        code: ErrorCode::ConnectionError,
+                        message: format!("WhatsApp Web refused the session: socket state {wa_state}"),
+                        hint: "Check the account and the network from this host, then POST /connect".into(),
+                    },
+                );
+                vec![Effect::CloseBrowser]
+            }
+            _ => vec![],
+        }
+    }
+
+    fn qr_exhausted(&mut self) -> Vec<Effect> {
+        let failure = Failure {
+            code: ErrorCode::QrAttemptsExhausted,
+            message: format!("The QR was shown {} times without being scanned", self.attempts),
+            hint: "POST /connect to get new QR codes (MAX_QR_ATTEMPTS sets how many)".into(),
+        };
+        self.fail(SessionState::Disconnected, failure);
+        vec![Effect::CloseBrowser]
+    }
+
+    fn fail(&mut self, to: SessionState, failure: Failure) {
+        let reason = format!("{}: {}", failure.code, failure.message);
+        self.last_error = Some(last_error(failure));
+        self.reconnect_pending = false;
+        self.enter(to, &reason);
+    }
+
+    fn enter(&mut self, to: SessionState, reason: &str) {
+        let from = self.state;
+        tracing::info!(from = %from, to = %to, reason, "session state changed");
+        if from != to {
+            self.since = OffsetDateTime::now_utc();
+        }
+        self.state = to;
+        if to != SessionState::QrRequired {
+            self.qr = None;
+        }
+        if to != SessionState::Ready {
+            self.phone = None;
+        }
+    }
+
+    /// The body of `GET /status` and of each `/events` message.
+    pub fn status(&self) -> StatusBody {
+        let ready = self.state == SessionState::Ready;
+        StatusBody {
+            connected: ready,
+            state: self.state,
+            session: ADMIN_SESSION.to_owned(),
+            can_send_messages: ready,
+            recommended_action: self.recommended_action(),
+            qr: self.qr.as_ref().filter(|_| self.state == SessionState::QrRequired).map(|qr| QrInfo {
+                base64: qr.data_url.clone(),
+                url: qr.code.clone(),
+                attempts: self.attempts,
+                timestamp: qr.at_ms,
+                expires_at: qr.expires_at_ms,
+            }),
+            phone_number: if ready { self.phone.clone() } else { None },
+            since: format_rfc3339(self.since),
+            last_error: self.last_error.clone(),
+        }
+    }
+
+    fn recommended_action(&self) -> String {
+        match self.state {
+            SessionState::Init => "POST /connect to open WhatsApp Web".into(),
+            SessionState::Connecting => "Wait: WhatsApp Web is loading".into(),
+            SessionState::QrRequired => "Scan the QR with WhatsApp > Linked devices".into(),
+            SessionState::Authenticated => "Wait: WhatsApp is loading the chats".into(),
+            SessionState::Ready => "None: the session can send messages".into(),
+            SessionState::Disconnected => match self.last_error.as_ref().map(|e| e.code) {
+                Some(ErrorCode::LoggedOut) => {
+                    "POST /connect and scan the new QR (the device was unlinked)".into()
+                }
+                Some(ErrorCode::QrAttemptsExhausted) => "POST /connect to get new QR codes".into(),
+                _ => "POST /connect to reconnect".into(),
+            },
+            SessionState::Error => match &self.last_error {
+                Some(e) => e.hint.clone(),
+                None => "POST /connect to retry".into(),
+            },
+        }
+    }
+}
+
+fn last_error(failure: Failure) -> LastError {
+    LastError {
+        code: failure.code,
+        message: failure.message,
+        hint: failure.hint,
+        at: format_rfc3339(OffsetDateTime::now_utc()),
+    }
+}
+
+/// 0.5 s, 1 s, 2 s, ... capped at 30 s.
+pub fn backoff(crashes: u32) -> Duration {
+    let factor = 2u32.saturating_pow(crashes.saturating_sub(1));
+    BACKOFF_BASE.saturating_mul(factor).min(BACKOFF_MAX)
+}
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;
