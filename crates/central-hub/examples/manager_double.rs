@@ -1,0 +1,36 @@
+//! The session-manager contract double of the hub's tests, as a process, for
+//! `scripts/bench-central-hub`. Not a session-manager: it answers the HTTP contract from memory.
+//!
+//! `MANAGER_DOUBLE_PORT` (default 0), `MANAGER_DOUBLE_MODE` (`normal` or `no-events`: no `/events`,
+//! so the hub must ask `/status` for every poll). Prints `manager-double listening on http://ADDR`;
+//! `GET /__double/counts` answers the requests received per route.
+
+#[path = "../tests/api/manager_double.rs"]
+mod manager_double;
+
+use std::io::Write;
+
+use manager_double::{ManagerDouble, Mode};
+use shared_contracts::SessionState;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let port = match std::env::var("MANAGER_DOUBLE_PORT").map(|p| p.parse::<u16>()) {
+        Err(_) => 0,
+        Ok(Ok(port)) => port,
+        Ok(Err(e)) => {
+            eprintln!("manager-double: MANAGER_DOUBLE_PORT is not a port: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let mode = match std::env::var("MANAGER_DOUBLE_MODE").as_deref() {
+        Ok("no-events") => Mode::NoEvents,
+        _ => Mode::Normal,
+    };
+    let double = ManagerDouble::spawn_on(mode, port).await;
+    double.set_state(SessionState::Ready);
+    println!("manager-double listening on {}", double.url);
+    let _ = std::io::stdout().flush();
+    let _ = tokio::signal::ctrl_c().await;
+    std::process::ExitCode::SUCCESS
+}

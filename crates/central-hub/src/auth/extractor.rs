@@ -1,0 +1,90 @@
+//! `AuthUser`: the caller of a protected route, from `Authorization: Bearer <jwt>`.
+//!
+//! The token proves who the caller is; what they may do is read from the store on every request,
+//! so a disabled account is locked out at once, even with a token that has not expired.
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use shared_contracts::{ClienteId, Role};
+
+use crate::db::User;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+const LOGIN_HINT: &str = "Log in with POST /auth/login and send the token as `Authorization: Bearer <token>`";
+
+/// An authenticated, enabled user.
+#[derive(Clone, Debug)]
+pub struct AuthUser(pub User);
+
+/// An authenticated admin.
+#[derive(Clone, Debug)]
+pub struct AdminUser(pub User);
+
+impl AuthUser {
+    /// Admins may act for any client; a client only for its own id.
+    pub fn ensure_may_act_for(&self, cliente_id: ClienteId) -> Result<(), ApiError> {
+        let user = &self.0;
+        match user.role {
+            Role::Admin => Ok(()),
+            Role::Client if user.cliente_id == Some(cliente_id.get()) => Ok(()),
+            Role::Client => Err(ApiError::Forbidden {
+                message: format!("user {} may not act for clienteId {cliente_id}", user.email),
+                hint: "Use your own clienteId, or ask an admin",
+            }),
+        }
+    }
+}
+
+fn unauthorized(message: impl Into<String>) -> ApiError {
+    ApiError::Unauthorized { message: message.into(), hint: LOGIN_HINT }
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .ok_or_else(|| unauthorized("this route needs a bearer token and the request has none"))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| unauthorized("the Authorization header is not `Bearer <token>`"))?;
+        let claims = state.jwt.verify(token).map_err(|e| unauthorized(e.to_string()))?;
+        let id: i64 = claims.sub.parse().map_err(|_| unauthorized("the token's subject is not a user id"))?;
+        let user = state
+            .store
+            .find_user(id)
+            .await?
+            .ok_or_else(|| unauthorized("the token's user no longer exists"))?;
+        crate::request_context::set_current_user(user.email.clone());
+        if user.is_disabled() {
+            return Err(ApiError::Forbidden {
+                message: format!("the account {} is disabled", user.email),
+                hint: "Ask an admin to re-enable the account",
+            });
+        }
+        Ok(Self(user))
+    }
+}
+
+impl FromRequestParts<AppState> for AdminUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let AuthUser(user) = AuthUser::from_request_parts(parts, state).await?;
+        if user.role != Role::Admin {
+            return Err(ApiError::Forbidden {
+                message: format!("this route is for admins and {} is a {}", user.email, user.role.as_str()),
+                hint: "Log in with an admin account",
+            });
+        }
+        Ok(Self(user))
+    }
+}

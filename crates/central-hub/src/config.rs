@@ -1,0 +1,263 @@
+//! Configuration: command-line flags, each also readable from the environment variable of
+//! ARCHITECTURE.md, validated once into a [`Config`].
+
+use std::fmt;
+use std::time::Duration;
+
+use clap::Args;
+
+/// The shortest JWT secret the hub accepts, in bytes (HS256 wants at least the hash size).
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+/// Where the users live when `DATABASE_URL` is not set.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/central-hub.db";
+
+/// Flags of `central-hub serve` (and of `central-hub` alone).
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "CENTRAL_HUB_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, env = "CENTRAL_HUB_PORT", default_value_t = 3012)]
+    pub port: u16,
+    /// Where users and the audit log live: `sqlite://path.db` or `postgres://user@host/db`.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
+    pub database_url: String,
+    /// Base URL of the session-manager.
+    #[arg(long, env = "SESSION_MANAGER_URL", default_value = "http://127.0.0.1:3001")]
+    pub session_manager_url: String,
+    /// Bearer token sent to the session-manager (required when it is not bound to loopback).
+    #[arg(long, env = "SESSION_MANAGER_TOKEN", hide_env_values = true)]
+    pub session_manager_token: Option<String>,
+    /// Connect timeout towards the session-manager, in milliseconds.
+    #[arg(long, env = "SESSION_MANAGER_CONNECT_TIMEOUT_MS", default_value_t = 5_000)]
+    pub session_manager_connect_timeout_ms: u64,
+    /// Read timeout towards the session-manager, in milliseconds.
+    #[arg(long, env = "SESSION_MANAGER_TIMEOUT_MS", default_value_t = 30_000)]
+    pub session_manager_timeout_ms: u64,
+    /// How many times an idempotent GET to the session-manager is retried on a connection failure.
+    #[arg(long, env = "SESSION_MANAGER_RETRIES", default_value_t = 2)]
+    pub session_manager_retries: u32,
+    /// HS256 secret for the tokens: at least 32 bytes.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Lifetime of a login token, in seconds.
+    #[arg(long, env = "JWT_TTL_SECONDS", default_value_t = 8 * 3600)]
+    pub jwt_ttl_seconds: u64,
+    /// Email of the first admin, created when no user exists.
+    #[arg(long, env = "ADMIN_EMAIL")]
+    pub admin_email: Option<String>,
+    /// Password of the first admin, created when no user exists.
+    #[arg(long, env = "ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+    /// Login attempts allowed per client IP within the login window.
+    #[arg(long, env = "LOGIN_MAX_ATTEMPTS_PER_IP", default_value_t = 30)]
+    pub login_max_attempts_per_ip: u32,
+    /// Failed logins allowed per account within the login window.
+    #[arg(long, env = "LOGIN_MAX_FAILURES_PER_ACCOUNT", default_value_t = 5)]
+    pub login_max_failures_per_account: u32,
+    /// The login rate-limit window, in seconds.
+    #[arg(long, env = "LOGIN_WINDOW_SECONDS", default_value_t = 300)]
+    pub login_window_seconds: u64,
+    /// Take the client IP from `X-Real-IP` / `X-Forwarded-For` (only behind a trusted proxy like nginx).
+    #[arg(long, env = "TRUST_PROXY_HEADERS", default_value_t = false)]
+    pub trust_proxy_headers: bool,
+}
+
+/// The validated configuration the hub runs with.
+#[derive(Clone)]
+pub struct Config {
+    pub host: String,
+    pub port: u16,
+    /// Without a trailing slash, exactly as it appears in errors and `/health`.
+    pub session_manager_url: String,
+    pub session_manager_token: Option<String>,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub get_retries: u32,
+    pub database_url: String,
+    pub jwt_secret: String,
+    pub jwt_ttl: Duration,
+    pub admin_email: Option<String>,
+    pub admin_password: Option<String>,
+    pub login_max_attempts_per_ip: u32,
+    pub login_max_failures_per_account: u32,
+    pub login_window: Duration,
+    pub trust_proxy_headers: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "JWT_SECRET is not set: the hub signs login tokens with it and refuses to start without one. \
+         Set JWT_SECRET to a random string of at least {MIN_JWT_SECRET_BYTES} bytes \
+         (e.g. `openssl rand -base64 48`)"
+    )]
+    MissingJwtSecret,
+    #[error(
+        "JWT_SECRET is {0} bytes long: at least {MIN_JWT_SECRET_BYTES} bytes are required so tokens cannot be \
+         brute-forced. Set JWT_SECRET to a longer random string (e.g. `openssl rand -base64 48`)"
+    )]
+    ShortJwtSecret(usize),
+    #[error("SESSION_MANAGER_URL {url:?} is not a valid http(s) URL: {reason}")]
+    BadManagerUrl { url: String, reason: String },
+    #[error("ADMIN_EMAIL and ADMIN_PASSWORD must be set together (only {0} is set)")]
+    HalfAdmin(&'static str),
+    #[error("{name} must be greater than 0")]
+    Zero { name: &'static str },
+}
+
+impl Config {
+    /// Validates the flags; every refusal says which variable to fix and how.
+    pub fn from_args(args: ServeArgs) -> Result<Self, ConfigError> {
+        let jwt_secret = match args.jwt_secret {
+            None => return Err(ConfigError::MissingJwtSecret),
+            Some(s) if s.is_empty() => return Err(ConfigError::MissingJwtSecret),
+            Some(s) if s.len() < MIN_JWT_SECRET_BYTES => return Err(ConfigError::ShortJwtSecret(s.len())),
+            Some(s) => s,
+        };
+        let session_manager_url = normalize_manager_url(&args.session_manager_url)?;
+        match (&args.admin_email, &args.admin_password) {
+            (Some(_), None) => return Err(ConfigError::HalfAdmin("ADMIN_EMAIL")),
+            (None, Some(_)) => return Err(ConfigError::HalfAdmin("ADMIN_PASSWORD")),
+            _ => {}
+        }
+        for (name, value) in [
+            ("SESSION_MANAGER_CONNECT_TIMEOUT_MS", args.session_manager_connect_timeout_ms),
+            ("SESSION_MANAGER_TIMEOUT_MS", args.session_manager_timeout_ms),
+            ("JWT_TTL_SECONDS", args.jwt_ttl_seconds),
+            ("LOGIN_WINDOW_SECONDS", args.login_window_seconds),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Zero { name });
+            }
+        }
+        Ok(Self {
+            host: args.host,
+            port: args.port,
+            session_manager_url,
+            session_manager_token: args.session_manager_token.filter(|t| !t.is_empty()),
+            connect_timeout: Duration::from_millis(args.session_manager_connect_timeout_ms),
+            read_timeout: Duration::from_millis(args.session_manager_timeout_ms),
+            get_retries: args.session_manager_retries,
+            database_url: args.database_url,
+            jwt_secret,
+            jwt_ttl: Duration::from_secs(args.jwt_ttl_seconds),
+            admin_email: args.admin_email,
+            admin_password: args.admin_password,
+            login_max_attempts_per_ip: args.login_max_attempts_per_ip,
+            login_max_failures_per_account: args.login_max_failures_per_account,
+            login_window: Duration::from_secs(args.login_window_seconds),
+            trust_proxy_headers: args.trust_proxy_headers,
+        })
+    }
+}
+
+fn normalize_manager_url(raw: &str) -> Result<String, ConfigError> {
+    let bad = |reason: String| ConfigError::BadManagerUrl { url: raw.to_owned(), reason };
+    let parsed = reqwest::Url::parse(raw.trim()).map_err(|e| bad(e.to_string()))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(bad(format!("scheme {:?} is not http or https", parsed.scheme())));
+    }
+    if parsed.host_str().is_none() {
+        return Err(bad("it has no host".to_owned()));
+    }
+    Ok(raw.trim().trim_end_matches('/').to_owned())
+}
+
+/// Hides a secret but shows that it is set and how long it is.
+fn mask(secret: Option<&str>) -> String {
+    match secret {
+        None => "<unset>".to_owned(),
+        Some(s) => format!("<set, {} bytes>", s.len()),
+    }
+}
+
+/// Hides the password of a database URL (`postgres://user:***@host/db`).
+pub fn mask_database_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            // Setting a password only fails for URLs that cannot have one, which this one has.
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// The effective configuration, secrets masked: safe to log.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &format_args!("{}:{}", self.host, self.port))
+            .field("session_manager_url", &self.session_manager_url)
+            .field("session_manager_token", &mask(self.session_manager_token.as_deref()))
+            .field("connect_timeout_ms", &self.connect_timeout.as_millis())
+            .field("read_timeout_ms", &self.read_timeout.as_millis())
+            .field("get_retries", &self.get_retries)
+            .field("database_url", &mask_database_url(&self.database_url))
+            .field("jwt_secret", &mask(Some(&self.jwt_secret)))
+            .field("jwt_ttl_s", &self.jwt_ttl.as_secs())
+            .field("admin_email", &self.admin_email)
+            .field("admin_password", &mask(self.admin_password.as_deref()))
+            .field("login_max_attempts_per_ip", &self.login_max_attempts_per_ip)
+            .field("login_max_failures_per_account", &self.login_max_failures_per_account)
+            .field("login_window_s", &self.login_window.as_secs())
+            .field("trust_proxy_headers", &self.trust_proxy_headers)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn args(extra: &[&str]) -> ServeArgs {
+        let mut argv = vec!["central-hub"];
+        argv.extend_from_slice(extra);
+        Cli::parse_from(argv).serve
+    }
+
+    #[test]
+    fn a_missing_or_short_jwt_secret_is_refused_with_the_reason() {
+        let err = Config::from_args(args(&[])).unwrap_err();
+        assert!(err.to_string().contains("JWT_SECRET is not set"), "{err}");
+        let err = Config::from_args(args(&["--jwt-secret", "short"])).unwrap_err();
+        assert!(err.to_string().contains("5 bytes long"), "{err}");
+    }
+
+    #[test]
+    fn secrets_never_appear_in_the_printed_config() {
+        let secret = "s".repeat(40);
+        let config = Config::from_args(args(&[
+            "--jwt-secret",
+            &secret,
+            "--session-manager-url",
+            "http://127.0.0.1:3001/",
+            "--database-url",
+            "postgres://hub:hunter2@db/hub",
+        ]))
+        .unwrap();
+        let printed = format!("{config:?}");
+        assert!(!printed.contains(&secret) && !printed.contains("hunter2"), "{printed}");
+        assert!(printed.contains("<set, 40 bytes>"), "{printed}");
+        assert_eq!(config.session_manager_url, "http://127.0.0.1:3001");
+    }
+
+    #[test]
+    fn a_manager_url_that_is_not_http_is_refused() {
+        let secret = "s".repeat(40);
+        let err =
+            Config::from_args(args(&["--jwt-secret", &secret, "--session-manager-url", "127.0.0.1:3001"]))
+                .unwrap_err();
+        assert!(err.to_string().contains("SESSION_MANAGER_URL"), "{err}");
+    }
+}

@@ -1,0 +1,135 @@
+//! Prometheus counters, rendered as text at `GET /metrics`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use shared_contracts::ErrorCode;
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// (route template, method, status) -> count.
+    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+    upstream_errors: Mutex<BTreeMap<&'static str, u64>>,
+    login_failures: Mutex<BTreeMap<&'static str, u64>>,
+    manager_requests: AtomicU64,
+    stream_connected: AtomicBool,
+    status_from_cache: AtomicU64,
+}
+
+fn bump<K: Ord>(map: &Mutex<BTreeMap<K, u64>>, key: K) {
+    let mut map = map.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    *map.entry(key).or_default() += 1;
+}
+
+impl Metrics {
+    pub fn request(&self, route: &str, method: &str, status: u16) {
+        bump(&self.requests, (route.to_owned(), method.to_owned(), status));
+    }
+
+    pub fn upstream_error(&self, code: ErrorCode) {
+        bump(&self.upstream_errors, code.as_str());
+    }
+
+    /// `reason`: `bad_password`, `unknown_user`, `disabled`, `rate_limited`.
+    pub fn login_failure(&self, reason: &'static str) {
+        bump(&self.login_failures, reason);
+    }
+
+    pub fn manager_request(&self) {
+        self.manager_requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn status_from_cache(&self) {
+        self.status_from_cache.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn set_stream_connected(&self, connected: bool) {
+        self.stream_connected.store(connected, Ordering::Relaxed);
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP central_hub_http_requests_total HTTP requests by route, method and status."
+        );
+        let _ = writeln!(out, "# TYPE central_hub_http_requests_total counter");
+        for ((route, method, status), n) in self.requests.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(
+                out,
+                "central_hub_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {n}",
+                escape(route)
+            );
+        }
+        let _ =
+            writeln!(out, "# HELP central_hub_upstream_errors_total Failed session-manager calls by code.");
+        let _ = writeln!(out, "# TYPE central_hub_upstream_errors_total counter");
+        for (code, n) in self.upstream_errors.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(out, "central_hub_upstream_errors_total{{code=\"{code}\"}} {n}");
+        }
+        let _ = writeln!(out, "# HELP central_hub_login_failures_total Refused logins by reason.");
+        let _ = writeln!(out, "# TYPE central_hub_login_failures_total counter");
+        for (reason, n) in self.login_failures.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(out, "central_hub_login_failures_total{{reason=\"{reason}\"}} {n}");
+        }
+        let _ =
+            writeln!(out, "# HELP central_hub_manager_requests_total Requests sent to the session-manager.");
+        let _ = writeln!(out, "# TYPE central_hub_manager_requests_total counter");
+        let _ = writeln!(
+            out,
+            "central_hub_manager_requests_total {}",
+            self.manager_requests.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP central_hub_status_from_cache_total Status answers served from the event stream."
+        );
+        let _ = writeln!(out, "# TYPE central_hub_status_from_cache_total counter");
+        let _ = writeln!(
+            out,
+            "central_hub_status_from_cache_total {}",
+            self.status_from_cache.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP central_hub_manager_stream_connected 1 while the session-manager event stream is live."
+        );
+        let _ = writeln!(out, "# TYPE central_hub_manager_stream_connected gauge");
+        let _ = writeln!(
+            out,
+            "central_hub_manager_stream_connected {}",
+            u8::from(self.stream_connected.load(Ordering::Relaxed))
+        );
+        out
+    }
+}
+
+fn escape(label: &str) -> String {
+    label.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_render_in_prometheus_text() {
+        let m = Metrics::default();
+        m.request("/health", "GET", 200);
+        m.request("/health", "GET", 200);
+        m.upstream_error(ErrorCode::SessionManagerUnreachable);
+        m.login_failure("bad_password");
+        m.set_stream_connected(true);
+        let text = m.render();
+        assert!(
+            text.contains(
+                "central_hub_http_requests_total{route=\"/health\",method=\"GET\",status=\"200\"} 2"
+            )
+        );
+        assert!(text.contains("central_hub_upstream_errors_total{code=\"SESSION_MANAGER_UNREACHABLE\"} 1"));
+        assert!(text.contains("central_hub_login_failures_total{reason=\"bad_password\"} 1"));
+        assert!(text.contains("central_hub_manager_stream_connected 1"));
+    }
+}

@@ -1,0 +1,50 @@
+//! The request layer: request id (kept or created, echoed back, forwarded upstream), one log line
+//! per request with user, route, status and latency, and the request counters.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+use shared_contracts::REQUEST_ID_HEADER;
+
+use crate::request_context::{RequestContext, accept_request_id};
+use crate::state::AppState;
+
+pub async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(accept_request_id)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let context = RequestContext::new(request_id.clone());
+    let user = context.user.clone();
+
+    let mut response = context.scope(next.run(request)).await;
+
+    let status = response.status().as_u16();
+    let latency_ms = started.elapsed().as_millis() as u64;
+    let user = user.get().map_or("-", String::as_str);
+    state.metrics.request(&route, method.as_str(), status);
+    // Probes are polled constantly: keep them out of the info log.
+    if route == "/health" || route == "/metrics" {
+        tracing::debug!(%request_id, %method, %path, %route, status, latency_ms, user, "request");
+    } else if status >= 500 {
+        tracing::warn!(%request_id, %method, %path, %route, status, latency_ms, user, "request");
+    } else {
+        tracing::info!(%request_id, %method, %path, %route, status, latency_ms, user, "request");
+    }
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    response
+}

@@ -1,0 +1,127 @@
+//! `POST /auth/login` (alias `/api/auth/login`).
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::HeaderMap;
+use axum::routing::post;
+use axum::{Json, Router};
+use shared_contracts::{LoginRequest, LoginResponse};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::auth::password;
+use crate::db::normalize_email;
+use crate::error::{ApiError, AppJson};
+use crate::state::AppState;
+
+/// Verified against when the email is unknown, so a wrong email costs as long as a wrong password.
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0M7n+XgbbU9tGXLLOPRzYZ/WOMKMqUnt0/0NR0X6lbA";
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/auth/login", post(login)).route("/api/auth/login", post(login))
+}
+
+fn wrong_credentials() -> ApiError {
+    ApiError::Unauthorized {
+        message: "email or password is wrong".into(),
+        hint: "Check the email and password; `central-hub users passwd` sets a new password",
+    }
+}
+
+async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    AppJson(body): AppJson<LoginRequest>,
+) -> Result<Json<LoginResponse>, ApiError> {
+    let ip = client_ip(&headers, peer, state.config.trust_proxy_headers);
+    let email = normalize_email(&body.email);
+    if email.is_empty() || body.password.is_empty() {
+        return Err(ApiError::validation("email and password are required"));
+    }
+    let limits = &state.login_limits;
+    for (limit, key, scope) in
+        [(&limits.per_ip, &ip, "client address"), (&limits.per_account, &email, "account")]
+    {
+        if let Err(retry_after_secs) = limit.check(key) {
+            state.metrics.login_failure("rate_limited");
+            tracing::warn!(%ip, %email, scope, "login rate limited");
+            return Err(ApiError::RateLimited { scope, retry_after_secs });
+        }
+    }
+    limits.per_ip.record(&ip);
+
+    let user = state.store.find_user_by_email(&email).await?;
+    let hash = user.as_ref().map_or_else(|| DUMMY_HASH.to_owned(), |u| u.password_hash.clone());
+    let ok = password::verify_blocking(body.password, hash)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let user = match user {
+        Some(user) if ok => user,
+        found => {
+            limits.per_account.record(&email);
+            state.metrics.login_failure(if found.is_some() { "bad_password" } else { "unknown_user" });
+            tracing::info!(%ip, %email, "login refused: wrong email or password");
+            return Err(wrong_credentials());
+        }
+    };
+    crate::request_context::set_current_user(user.email.clone());
+    if user.is_disabled() {
+        state.metrics.login_failure("disabled");
+        return Err(ApiError::Forbidden {
+            message: format!("the account {} is disabled", user.email),
+            hint: "Ask an admin to re-enable the account",
+        });
+    }
+    limits.per_account.clear(&email);
+    let (token, exp) = state.jwt.issue(&user).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let expires_at = OffsetDateTime::from_unix_timestamp(exp as i64)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .ok_or_else(|| ApiError::Internal(format!("token expiry {exp} is not a valid time")))?;
+    tracing::info!(%ip, email = %user.email, role = user.role.as_str(), "login");
+    Ok(Json(LoginResponse { token, expires_at, user: user.info() }))
+}
+
+/// The caller's address; behind a trusted proxy (nginx), the one it reports.
+fn client_ip(headers: &HeaderMap, peer: SocketAddr, trust_proxy: bool) -> String {
+    if trust_proxy {
+        let forwarded = headers
+            .get("x-real-ip")
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| {
+                headers
+                    .get("x-forwarded-for")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.rsplit(',').next())
+            })
+            .map(str::trim)
+            .filter(|v| v.parse::<std::net::IpAddr>().is_ok());
+        if let Some(ip) = forwarded {
+            return ip.to_owned();
+        }
+    }
+    peer.ip().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dummy_hash_is_a_valid_argon2_hash() {
+        assert!(argon2::password_hash::PasswordHash::new(DUMMY_HASH).is_ok());
+        assert!(!password::verify("anything", DUMMY_HASH));
+    }
+
+    #[test]
+    fn proxy_headers_count_only_when_trusted() {
+        let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", "203.0.113.9, 198.51.100.7".parse().unwrap());
+        assert_eq!(client_ip(&headers, peer, false), "127.0.0.1");
+        assert_eq!(client_ip(&headers, peer, true), "198.51.100.7");
+    }
+}

@@ -1,0 +1,190 @@
+//! The authentication matrix, with exact statuses.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use central_hub::auth::{Claims, JwtKeys};
+use serde_json::json;
+use shared_contracts::{Role, SessionState};
+
+use crate::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, spawn_app, spawn_app_with, status_and_json};
+use crate::manager_double::{ManagerDouble, Mode};
+
+const ADMIN_STATUS: &str = "/api/admin/whatsapp/status";
+
+fn claims(sub: i64, role: Role, cliente_id: Option<u64>, exp_offset: i64) -> Claims {
+    let now = jsonwebtoken::get_current_timestamp();
+    Claims { sub: sub.to_string(), role, cliente_id, iat: now, exp: now.saturating_add_signed(exp_offset) }
+}
+
+async fn assert_unauthorized(response: reqwest::Response, why: &str) -> String {
+    let www = response.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_owned());
+    let (status, body) = status_and_json(response).await;
+    assert_eq!(status, 401, "{why}: {body}");
+    assert_eq!(body["code"], "UNAUTHORIZED", "{why}");
+    assert_eq!(www.as_deref(), Some("Bearer"), "{why}: 401 carries WWW-Authenticate");
+    body["error"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn tokens_that_are_missing_forged_expired_or_unsigned_get_401() {
+    let manager = ManagerDouble::spawn(Mode::Normal).await;
+    let app = spawn_app(&manager.url).await;
+    let admin = app.state.store.find_user_by_email(ADMIN_EMAIL).await.unwrap().unwrap();
+
+    assert_unauthorized(app.get(ADMIN_STATUS, None).await, "no token").await;
+    let bad_scheme = app.http.get(format!("{}{ADMIN_STATUS}", app.url)).header("authorization", "Basic x");
+    assert_unauthorized(bad_scheme.send().await.unwrap(), "not a bearer token").await;
+
+    let foreign = JwtKeys::new(b"another-secret-another-secret-000000", std::time::Duration::from_secs(60));
+    let forged = foreign.sign(&claims(admin.id, Role::Admin, None, 600)).unwrap();
+    let message = assert_unauthorized(app.get(ADMIN_STATUS, Some(&forged)).await, "bad signature").await;
+    assert!(message.contains("signature"), "{message}");
+
+    let expired = app.state.jwt.sign(&claims(admin.id, Role::Admin, None, -3600)).unwrap();
+    let message = assert_unauthorized(app.get(ADMIN_STATUS, Some(&expired)).await, "expired").await;
+    assert!(message.contains("expired"), "{message}");
+
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    let payload =
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims(admin.id, Role::Admin, None, 600)).unwrap());
+    let unsigned = format!("{header}.{payload}.");
+    assert_unauthorized(app.get(ADMIN_STATUS, Some(&unsigned)).await, "alg none").await;
+
+    let valid = app.admin_token().await;
+    assert_eq!(app.get(ADMIN_STATUS, Some(&valid)).await.status(), 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn roles_client_ids_and_disabled_accounts_get_403() {
+    let manager = ManagerDouble::spawn(Mode::Normal).await;
+    manager.set_state(SessionState::QrRequired);
+    let app = spawn_app(&manager.url).await;
+    app.add_user("client7@test.io", "client password 7", Role::Client, Some(7)).await;
+    let client = app.token("client7@test.io", "client password 7").await;
+    let admin = app.admin_token().await;
+
+    let (status, body) = status_and_json(app.get(ADMIN_STATUS, Some(&client)).await).await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("FORBIDDEN")), "client on an admin route: {body}");
+    let connect = app.post("/api/admin/whatsapp/connect", Some(&client), json!({})).await;
+    assert_eq!(connect.status(), 403);
+    assert_eq!(manager.count("POST /connect"), 0, "a refused request never reaches the manager");
+
+    let (status, body) = status_and_json(app.get("/api/whatsapp/8/status", Some(&client)).await).await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("FORBIDDEN")), "another client's id: {body}");
+    assert_eq!(app.get("/api/whatsapp/8/qr-code", Some(&client)).await.status(), 403);
+    let send =
+        app.post("/api/whatsapp/8/send", Some(&client), json!({"to": "5491123456789", "message": "hi"}));
+    assert_eq!(send.await.status(), 403);
+
+    assert_eq!(app.get("/api/whatsapp/7/status", Some(&client)).await.status(), 200, "its own id");
+    let (status, qr) = status_and_json(app.get("/api/whatsapp/7/qr-code", Some(&client)).await).await;
+    assert_eq!(status, 200, "{qr}");
+    assert!(qr["url"].as_str().unwrap().starts_with("2@"), "{qr}");
+    assert_eq!(app.get("/api/whatsapp/8/status", Some(&admin)).await.status(), 200, "admins act for anyone");
+
+    for bad in ["0", "-1", "abc", "1.5"] {
+        let (status, body) =
+            status_and_json(app.get(&format!("/api/whatsapp/{bad}/status"), Some(&admin)).await).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some("VALIDATION_ERROR")),
+            "clienteId {bad}: {body}"
+        );
+    }
+
+    // Disabling locks the account out at once, existing token included.
+    assert!(app.state.store.set_disabled("client7@test.io", true).await.unwrap());
+    let (status, body) = status_and_json(app.get("/api/whatsapp/7/status", Some(&client)).await).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("FORBIDDEN")),
+        "disabled with a valid token: {body}"
+    );
+    let (status, body) = status_and_json(app.login("client7@test.io", "client password 7").await).await;
+    assert_eq!(status, 403, "a disabled user cannot log in: {body}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_qr_is_never_served_without_a_token() {
+    let manager = ManagerDouble::spawn(Mode::Normal).await;
+    manager.set_state(SessionState::QrRequired);
+    let app = spawn_app(&manager.url).await;
+    for path in ["/api/whatsapp/7/qr-code", "/api/whatsapp/7/status", "/api/admin/whatsapp/events"] {
+        let response = app.get(path, None).await;
+        assert_eq!(response.status(), 401, "{path}");
+        let text = response.text().await.unwrap();
+        assert!(!text.contains("2@double-ref"), "{path} leaked the QR: {text}");
+    }
+    assert_eq!(manager.count("GET /qr-code"), 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn login_answers_a_token_for_the_right_password_and_401_for_a_wrong_one() {
+    let manager = ManagerDouble::spawn(Mode::Normal).await;
+    let app = spawn_app(&manager.url).await;
+
+    let (status, body) = status_and_json(app.login("  Admin@Test.io ", ADMIN_PASSWORD).await).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["user"]["email"], ADMIN_EMAIL);
+    assert_eq!(body["user"]["role"], "admin");
+    assert!(body["expires_at"].as_str().unwrap().ends_with('Z'), "{body}");
+    let token = body["token"].as_str().unwrap();
+    let claims = app.state.jwt.verify(token).unwrap();
+    assert_eq!(claims.role, Role::Admin);
+    assert!(claims.exp > claims.iat);
+
+    let alias = app
+        .http
+        .post(format!("{}/api/auth/login", app.url))
+        .json(&json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(alias.status(), 200, "the /api/auth/login alias");
+
+    assert_unauthorized(app.login(ADMIN_EMAIL, "wrong password").await, "wrong password").await;
+    assert_unauthorized(app.login("nobody@test.io", "wrong password").await, "unknown user").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn repeated_wrong_passwords_are_rate_limited_with_retry_after() {
+    let manager = ManagerDouble::spawn(Mode::Normal).await;
+    let app = spawn_app_with(&manager.url, |args| args.login_max_failures_per_account = 3).await;
+    for _ in 0..3 {
+        assert_eq!(app.login(ADMIN_EMAIL, "wrong password").await.status(), 401);
+    }
+    let response = app.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let retry_after: u64 = response
+        .headers()
+        .get("retry-after")
+        .expect("429 carries Retry-After")
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (status, body) = status_and_json(response).await;
+    assert_eq!((status, body["code"].as_str()), (429, Some("RATE_LIMITED")), "{body}");
+    assert!((1..=300).contains(&retry_after), "{retry_after}");
+    // Another account is not affected.
+    app.add_user("other@test.io", "other password 1", Role::Admin, None).await;
+    assert_eq!(app.login("other@test.io", "other password 1").await.status(), 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn too_many_attempts_from_one_address_are_rate_limited() {
+    let manager = ManagerDouble::spawn(Mode::Normal).await;
+    let app = spawn_app_with(&manager.url, |args| args.login_max_attempts_per_ip = 2).await;
+    assert_eq!(app.login(ADMIN_EMAIL, ADMIN_PASSWORD).await.status(), 200);
+    assert_eq!(app.login("x@test.io", "whatever pass").await.status(), 401);
+    let response = app.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    assert!(response.headers().contains_key("retry-after"));
+    let (status, body) = status_and_json(response).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["detail"]["scope"], "client address");
+    app.stop().await;
+}

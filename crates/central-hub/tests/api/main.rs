@@ -1,0 +1,13 @@
+//! One test binary for the hub: in-process hubs on 127.0.0.1:0 with temporary databases, a
+//! contract double of the session-manager, and the real binary.
+
+// Test code: a panic with its message is how a test reports failure.
+#![allow(clippy::unwrap_used)]
+
+mod auth;
+mod binary;
+mod helpers;
+mod manager_double;
+mod routing;
+mod store;
+mod upstream;

@@ -1,0 +1,304 @@
+//! A contract double of the session-manager's HTTP API, for hub-level tests and the benchmark:
+//! `/status`, `/events` (SSE of full StatusBody), `/connect`, `/disconnect`, `/clear-session`,
+//! `/send`, `/qr-code`, counting every request (`GET /__double/counts`). It is not a session-manager:
+//! the real end-to-end tests use the real one.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::stream::{self, Stream};
+use serde_json::{Value, json};
+use shared_contracts::{
+    ClearSessionResponse, ConnectResponse, DisconnectResponse, ErrorBody, ErrorCode, QrInfo, SendRequest,
+    SendResponse, SentMessage, SessionState, StatusBody,
+};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A message the double's `/send` answers with 429 RATE_LIMITED and `Retry-After: 7`.
+pub const RATE_LIMIT_ME: &str = "__rate_limit_me__";
+
+/// How the double behaves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// Speaks the contract.
+    #[default]
+    Normal,
+    /// Accepts connections and never answers.
+    Hang,
+    /// Answers everything with plain text (not the contract).
+    Garbage,
+    /// Speaks the contract but has no `/events` (404), so the hub cannot subscribe.
+    NoEvents,
+}
+
+/// What `/send` received.
+#[derive(Clone, Debug)]
+pub struct ReceivedSend {
+    pub body: SendRequest,
+    pub idempotency_key: Option<String>,
+    pub request_id: Option<String>,
+    pub cliente_id_header: Option<String>,
+    pub authorization: Option<String>,
+}
+
+#[derive(Default)]
+struct Shared {
+    counts: Mutex<BTreeMap<String, u64>>,
+    sends: Mutex<Vec<ReceivedSend>>,
+    disconnects: Mutex<Vec<Value>>,
+}
+
+#[derive(Clone)]
+struct DoubleState {
+    shared: Arc<Shared>,
+    status: watch::Sender<StatusBody>,
+    /// Ends the event streams too, so that a stop really closes every connection.
+    stop: CancellationToken,
+}
+
+pub struct ManagerDouble {
+    pub url: String,
+    pub addr: SocketAddr,
+    state: DoubleState,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+pub fn status_in(state: SessionState) -> StatusBody {
+    let qr = (state == SessionState::QrRequired).then(|| QrInfo {
+        base64: "data:image/png;base64,iVBORw0KGgo=".into(),
+        url: "2@double-ref,key,identity,secret,platform".into(),
+        attempts: 1,
+        timestamp: 1_708_876_543_210,
+        expires_at: 1_708_876_563_210,
+    });
+    StatusBody {
+        connected: state == SessionState::Ready,
+        state,
+        session: "admin".into(),
+        can_send_messages: state == SessionState::Ready,
+        recommended_action: format!("double in {state}"),
+        qr,
+        phone_number: (state == SessionState::Ready).then(|| "+5491100000000".into()),
+        since: "2026-01-01T00:00:00Z".into(),
+        last_error: None,
+    }
+}
+
+impl ManagerDouble {
+    pub async fn spawn(mode: Mode) -> Self {
+        Self::spawn_on(mode, 0).await
+    }
+
+    pub async fn spawn_on(mode: Mode, port: u16) -> Self {
+        let stop = CancellationToken::new();
+        let state = DoubleState {
+            shared: Arc::new(Shared::default()),
+            status: watch::Sender::new(status_in(SessionState::Init)),
+            stop: stop.clone(),
+        };
+        let router = match mode {
+            Mode::Normal | Mode::NoEvents => contract_router(state.clone(), mode),
+            Mode::Hang => Router::new().fallback(std::future::pending::<&'static str>),
+            Mode::Garbage => Router::new().fallback(|| async { "hello, I am not a session-manager" }),
+        };
+        let listener =
+            tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("the double binds its port");
+        let addr = listener.local_addr().expect("double address");
+        let shutdown = stop.clone().cancelled_owned();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
+        });
+        Self { url: format!("http://{addr}"), addr, state, stop, task }
+    }
+
+    /// Stops like a crashed manager would look to the hub: every connection closed, port free.
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.task).await;
+        self.task.abort();
+    }
+
+    /// Changes the session status (published on `/events` at once).
+    pub fn set_state(&self, state: SessionState) {
+        self.state.status.send_replace(status_in(state));
+    }
+
+    /// Requests received on `route` (e.g. `GET /status`).
+    pub fn count(&self, route: &str) -> u64 {
+        self.state.shared.counts.lock().expect("counts").get(route).copied().unwrap_or(0)
+    }
+
+    /// Requests received, all routes together.
+    pub fn total(&self) -> u64 {
+        self.state.shared.counts.lock().expect("counts").values().sum()
+    }
+
+    pub fn sends(&self) -> Vec<ReceivedSend> {
+        self.state.shared.sends.lock().expect("sends").clone()
+    }
+
+    pub fn disconnect_bodies(&self) -> Vec<Value> {
+        self.state.shared.disconnects.lock().expect("disconnects").clone()
+    }
+}
+
+impl Drop for ManagerDouble {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn contract_router(state: DoubleState, mode: Mode) -> Router {
+    let mut router = Router::new()
+        .route("/status", get(status))
+        .route("/qr-code", get(qr_code))
+        .route("/connect", post(connect))
+        .route("/disconnect", post(disconnect))
+        .route("/clear-session", post(clear_session))
+        .route("/send", post(send))
+        .route("/__double/counts", get(counts));
+    if mode == Mode::Normal {
+        router = router.route("/events", get(events));
+    }
+    router.with_state(state)
+}
+
+impl DoubleState {
+    fn hit(&self, route: &str) {
+        *self.shared.counts.lock().expect("counts").entry(route.to_owned()).or_default() += 1;
+    }
+}
+
+fn error(status: StatusCode, code: ErrorCode, message: &str, detail: Value) -> Response {
+    let body = ErrorBody {
+        success: false,
+        error: message.into(),
+        code,
+        detail,
+        hint: format!("double hint for {code}"),
+        request_id: None,
+        timestamp: "2026-01-01T00:00:00Z".into(),
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn status(State(s): State<DoubleState>) -> Json<StatusBody> {
+    s.hit("GET /status");
+    Json(s.status.borrow().clone())
+}
+
+async fn qr_code(State(s): State<DoubleState>) -> Response {
+    s.hit("GET /qr-code");
+    let current = s.status.borrow().clone();
+    match current.qr {
+        Some(qr) => Json(qr).into_response(),
+        None => error(StatusCode::NOT_FOUND, ErrorCode::NoQr, "no QR", json!({ "state": current.state })),
+    }
+}
+
+async fn connect(State(s): State<DoubleState>) -> Json<ConnectResponse> {
+    s.hit("POST /connect");
+    let before = s.status.borrow().state;
+    let already = before.is_live();
+    if !already {
+        s.status.send_replace(status_in(SessionState::QrRequired));
+    }
+    Json(ConnectResponse {
+        success: true,
+        message: "Connecting".into(),
+        session: "admin".into(),
+        state: if already { before } else { SessionState::Connecting },
+        already_connected: already,
+    })
+}
+
+async fn disconnect(State(s): State<DoubleState>, body: Option<Json<Value>>) -> Json<DisconnectResponse> {
+    s.hit("POST /disconnect");
+    s.shared.disconnects.lock().expect("disconnects").push(body.map_or(Value::Null, |Json(v)| v));
+    s.status.send_replace(status_in(SessionState::Disconnected));
+    Json(DisconnectResponse { success: true, message: "Disconnected".into() })
+}
+
+async fn clear_session(State(s): State<DoubleState>) -> Json<ClearSessionResponse> {
+    s.hit("POST /clear-session");
+    s.status.send_replace(status_in(SessionState::Init));
+    Json(ClearSessionResponse {
+        success: true,
+        message: "Session cleared".into(),
+        state: SessionState::Init,
+        backup: None,
+    })
+}
+
+async fn send(State(s): State<DoubleState>, headers: HeaderMap, Json(body): Json<SendRequest>) -> Response {
+    s.hit("POST /send");
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    s.shared.sends.lock().expect("sends").push(ReceivedSend {
+        body: body.clone(),
+        idempotency_key: header("idempotency-key"),
+        request_id: header("x-request-id"),
+        cliente_id_header: header("x-cliente-id"),
+        authorization: header("authorization"),
+    });
+    if body.message == RATE_LIMIT_ME {
+        let mut response =
+            error(StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited, "too many sends", json!({}));
+        response.headers_mut().insert("retry-after", axum::http::HeaderValue::from(7));
+        return response;
+    }
+    let state = s.status.borrow().state;
+    if state != SessionState::Ready {
+        return error(
+            StatusCode::CONFLICT,
+            ErrorCode::SessionNotReady,
+            &format!("The session is not ready to send (state {state})"),
+            json!({ "state": state }),
+        );
+    }
+    Json(SendResponse {
+        success: true,
+        message: "Message sent".into(),
+        data: SentMessage { message_id: "3EB0DOUBLE".into(), to: body.to, timestamp: 1_708_876_543_210 },
+    })
+    .into_response()
+}
+
+async fn counts(State(s): State<DoubleState>) -> Json<BTreeMap<String, u64>> {
+    Json(s.shared.counts.lock().expect("counts").clone())
+}
+
+async fn events(State(s): State<DoubleState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    s.hit("GET /events");
+    let mut rx = s.status.subscribe();
+    rx.mark_changed();
+    let stop = s.stop.clone();
+    let stream = stream::unfold(rx, move |mut rx| {
+        let stop = stop.clone();
+        async move {
+            tokio::select! {
+                () = stop.cancelled() => None,
+                changed = rx.changed() => {
+                    changed.ok()?;
+                    let status = rx.borrow_and_update().clone();
+                    let event = Event::default().event("status").json_data(&status).ok()?;
+                    Some((Ok(event), rx))
+                }
+            }
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(5)))
+}
