@@ -1,6 +1,7 @@
 //! The hub's routes, one module per resource.
 
 pub mod admin;
+pub mod admin_page;
 pub mod auth;
 pub mod health;
 pub mod whatsapp;
@@ -16,6 +17,7 @@ pub fn router() -> Router<AppState> {
         .merge(health::router())
         .merge(auth::router())
         .merge(admin::router())
+        .merge(admin_page::router())
         .merge(whatsapp::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

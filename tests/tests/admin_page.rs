@@ -1,0 +1,375 @@
+//! The hub's admin web page in a real headless Chromium, against the real hub, manager and the
+//! WhatsApp Web simulator: log in, connect, see the QR (and its rotation) appear by itself, scan,
+//! see the green indicator with the phone number, send a test message, disconnect, see the
+//! session-manager-unreachable banner come and go, clear the session through its confirmation.
+//! Screenshots of the main states go to `target/screenshots/admin-*.png`.
+
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use base64::Engine;
+use chromiumoxide::cdp::browser_protocol::emulation::{
+    ClearDeviceMetricsOverrideParams, SetDeviceMetricsOverrideParams,
+};
+use chromiumoxide::cdp::browser_protocol::input::InsertTextParams;
+use chromiumoxide::page::{Page, ScreenshotParams};
+use e2e::{
+    ADMIN_EMAIL, ADMIN_PASSWORD, CDP_TIMEOUT, Stack, StackOptions, TestBrowser, assert_no_chromium_using,
+    eval, wait_until,
+};
+use futures_util::FutureExt;
+use serde_json::Value;
+use wa_sim::SimConfig;
+
+/// Installed before the page's own scripts: records every Content-Security-Policy violation and
+/// marks the document, so a reload (which would drop the mark) is noticed.
+const OBSERVER: &str = r#"
+window.__cspViolations = [];
+document.addEventListener("securitypolicyviolation", (e) => {
+  window.__cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`);
+});
+window.__loadedAt = Math.random();
+"#;
+
+/// The phone the simulator links (`SimConfig::default().phone`), as the hub reports it.
+const PHONE: &str = "+5491100000000";
+
+fn screenshot_dir() -> PathBuf {
+    // target/<profile>/deps/<test binary> -> target/screenshots
+    let exe = std::env::current_exe().expect("the test binary knows its path");
+    let target = exe.ancestors().nth(3).expect("test binaries live in target/<profile>/deps");
+    target.join("screenshots")
+}
+
+async fn screenshot(page: &Page, name: &str) {
+    let dir = screenshot_dir();
+    std::fs::create_dir_all(&dir).expect("target/screenshots can be created");
+    let path = dir.join(format!("admin-{name}.png"));
+    let params = ScreenshotParams::builder().full_page(true).build();
+    tokio::time::timeout(CDP_TIMEOUT, page.save_screenshot(params, &path))
+        .await
+        .expect("the screenshot did not time out")
+        .expect("the screenshot is saved");
+    eprintln!("screenshot: {}", path.display());
+}
+
+/// Evaluates `js` and returns it as a string ("" for null).
+async fn text(page: &Page, js: &str) -> String {
+    match eval(page, js).await.expect("the page evaluates the expression") {
+        Value::String(s) => s,
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// Whether the element with `id` is rendered (not `hidden`, not inside a hidden ancestor).
+async fn shown(page: &Page, id: &str) -> bool {
+    let js = format!(
+        "(() => {{ const e = document.getElementById('{id}'); return !!e && e.checkVisibility(); }})()"
+    );
+    eval(page, &js).await.ok() == Some(Value::Bool(true))
+}
+
+/// The text of the element with `id` when it is rendered, read in one evaluation.
+async fn shown_text(page: &Page, id: &str) -> Option<String> {
+    let js = format!(
+        "(() => {{ const e = document.getElementById('{id}'); \
+         return e && e.checkVisibility() && e.textContent ? e.textContent : null; }})()"
+    );
+    match eval(page, &js).await.ok()? {
+        Value::String(s) => Some(s),
+        _ => None,
+    }
+}
+
+async fn indicator(page: &Page) -> (String, String) {
+    let tone = text(page, "document.getElementById('indicator').dataset.tone").await;
+    let label = text(page, "document.getElementById('state-label').textContent").await;
+    (tone, label)
+}
+
+/// Waits until the indicator shows `tone` with a label containing `label`.
+async fn wait_for_indicator(page: &Page, tone: &str, label: &str, within: Duration) {
+    let what = format!("the indicator to show {tone} / {label:?}");
+    wait_until(&what, within, || async {
+        let (t, l) = indicator(page).await;
+        (t == tone && l.contains(label)).then_some(())
+    })
+    .await;
+}
+
+async fn click(page: &Page, selector: &str) {
+    let element = tokio::time::timeout(CDP_TIMEOUT, page.find_element(selector))
+        .await
+        .expect("finding the element did not time out")
+        .unwrap_or_else(|e| panic!("the page has {selector}: {e}"));
+    tokio::time::timeout(CDP_TIMEOUT, element.click())
+        .await
+        .expect("the click did not time out")
+        .unwrap_or_else(|e| panic!("clicking {selector}: {e}"));
+}
+
+/// Focuses `selector` by clicking it and types `input` with key events, as a user would.
+async fn type_into(page: &Page, selector: &str, input: &str) {
+    click(page, selector).await;
+    let element = page.find_element(selector).await.expect("the element is still there");
+    tokio::time::timeout(CDP_TIMEOUT, element.type_str(input))
+        .await
+        .expect("typing did not time out")
+        .unwrap_or_else(|e| panic!("typing into {selector}: {e}"));
+}
+
+fn decode_qr_data_url(data_url: &str) -> String {
+    let b64 = data_url.strip_prefix("data:image/png;base64,").expect("a PNG data URL");
+    let png = base64::engine::general_purpose::STANDARD.decode(b64).expect("valid base64");
+    let image = image::load_from_memory(&png).expect("a decodable PNG").to_luma8();
+    let mut prepared = rqrr::PreparedImage::prepare(image);
+    let grids = prepared.detect_grids();
+    assert_eq!(grids.len(), 1, "exactly one QR code in the page's image");
+    grids[0].decode().expect("the QR decodes").1
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_admin_runs_the_whatsapp_session_from_the_hubs_page() {
+    let options = StackOptions {
+        // First code 9 s, then 3 s each: long enough to look at, short enough to see a rotation.
+        sim: SimConfig { qr_rotate_ms: 3_000, load_delay_ms: 100, ..SimConfig::default() },
+        manager_port: None,
+    };
+    let mut stack = Stack::start(options).await.expect("the stack starts");
+    let profile = tempfile::tempdir().expect("a profile directory");
+    let browser = TestBrowser::launch(profile.path()).await.expect("Chromium starts");
+
+    let outcome = AssertUnwindSafe(scenario(&mut stack, &browser)).catch_unwind().await;
+
+    browser.close().await;
+    assert_no_chromium_using(profile.path(), Duration::from_secs(10)).await;
+    match outcome {
+        Ok(()) => stack.stop().await.expect("the stack stops and leaves no Chromium"),
+        Err(panic) => {
+            eprintln!("hub stderr:\n{}", stack.hub.stderr());
+            if let Some(manager) = &stack.manager {
+                eprintln!("manager stderr:\n{}", manager.stderr());
+            }
+            let _ = stack.stop().await;
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+async fn scenario(stack: &mut Stack, browser: &TestBrowser) {
+    let hub = stack.hub.url().to_owned();
+    let sim = stack.sim_client().expect("a simulator client");
+    let page = browser.open_with_init_script(&format!("{hub}/"), OBSERVER).await.expect("the page opens");
+    wait_until("the page's script to start", Duration::from_secs(10), || async {
+        (text(&page, "document.body.dataset.ready").await == "true").then_some(())
+    })
+    .await;
+
+    // Spanish by default, the login form first.
+    assert_eq!(text(&page, "document.documentElement.lang").await, "es");
+    assert!(shown(&page, "login-view").await, "the login form is shown");
+    assert!(!shown(&page, "dashboard").await, "nothing else before logging in");
+    assert_eq!(text(&page, "document.getElementById('login-heading').textContent").await, "Iniciar sesión");
+    screenshot(&page, "login").await;
+
+    // A wrong password shows the hub's error with its hint, in the form.
+    type_into(&page, "#login-email", ADMIN_EMAIL).await;
+    type_into(&page, "#login-password", "not the password").await;
+    let password = page.find_element("#login-password").await.expect("the password field");
+    password.press_key("Enter").await.expect("Enter submits the form");
+    let error = wait_until("the wrong-password error", Duration::from_secs(10), || async {
+        shown_text(&page, "login-error").await
+    })
+    .await;
+    assert!(error.contains("Qué hacer"), "the error shows its hint: {error}");
+
+    // Logging in with the keyboard: the password field is focused again after the error.
+    let focused = text(&page, "document.activeElement.id").await;
+    assert_eq!(focused, "login-password", "the password field has the focus after an error");
+    eval(&page, "document.getElementById('login-password').value = ''").await.expect("clear the field");
+    password.type_str(ADMIN_PASSWORD).await.expect("typing the password");
+    password.press_key("Enter").await.expect("Enter submits the form");
+    wait_until("the dashboard after login", Duration::from_secs(15), || async {
+        shown(&page, "dashboard").await.then_some(())
+    })
+    .await;
+    assert!(!shown(&page, "login-view").await);
+    let token = text(&page, "sessionStorage.getItem('central-hub.token') || ''").await;
+    assert!(token.len() > 20, "the JWT is kept in the tab's session storage");
+    wait_for_indicator(&page, "disconnected", "Desconectado", Duration::from_secs(10)).await;
+    assert!(!shown(&page, "qr-card").await, "no QR while disconnected");
+    assert!(shown(&page, "send-not-ready").await, "sending is explained as unavailable");
+    let loaded_at = eval(&page, "window.__loadedAt").await.expect("the mark");
+
+    // Connect: the QR appears by itself, with its countdown, attempt number and text alternative.
+    click(&page, "#connect").await;
+    wait_for_indicator(&page, "waiting", "Esperando escaneo", Duration::from_secs(30)).await;
+    wait_until("the QR image", Duration::from_secs(10), || async {
+        let src = text(&page, "document.getElementById('qr-image').getAttribute('src') || ''").await;
+        (shown(&page, "qr-image").await && src.starts_with("data:image/png;base64,")).then_some(())
+    })
+    .await;
+    let alt = text(&page, "document.getElementById('qr-image').alt").await;
+    assert!(alt.contains("Código QR") && alt.contains("Dispositivos vinculados"), "QR alt text: {alt}");
+    let countdown = text(&page, "document.getElementById('qr-countdown').textContent").await;
+    let seconds =
+        |text: &str| -> Option<u64> { text.strip_prefix("Caduca en ")?.strip_suffix(" s")?.parse().ok() };
+    let first = seconds(&countdown).unwrap_or_else(|| panic!("countdown: {countdown}"));
+    wait_until("the countdown to tick", Duration::from_secs(3), || async {
+        let now = text(&page, "document.getElementById('qr-countdown').textContent").await;
+        seconds(&now).is_some_and(|s| s < first).then_some(())
+    })
+    .await;
+    assert_eq!(text(&page, "document.getElementById('qr-attempt').textContent").await, "Intento 1");
+    let shown_qr = text(&page, "document.getElementById('qr-image').src").await;
+    let (_, sim_state) = sim.get("/__sim/state").await.expect("the simulator's state");
+    assert_eq!(
+        decode_qr_data_url(&shown_qr),
+        sim_state["qr"].as_str().expect("the simulator shows a QR"),
+        "the page's QR image encodes what WhatsApp Web draws"
+    );
+    screenshot(&page, "qr").await;
+    phone_screenshot(&page, "qr-phone").await;
+
+    // WhatsApp rotates the code: the page shows the new one by itself.
+    wait_until("a rotated QR code on the page", Duration::from_secs(20), || async {
+        let attempt = text(&page, "document.getElementById('qr-attempt').textContent").await;
+        let n: u32 = attempt.strip_prefix("Intento ")?.parse().ok()?;
+        (n >= 2).then_some(())
+    })
+    .await;
+    let second_qr = text(&page, "document.getElementById('qr-image').src").await;
+    assert_ne!(second_qr, shown_qr, "the rotated QR is a new image");
+
+    // The phone scans: green with the phone number, within 2 s of the hub knowing, without a reload.
+    let scanned_at = Instant::now();
+    let (status, body) = sim.post("/__sim/scan", None).await.expect("the scan request");
+    assert_eq!(status, 200, "scan: {body}");
+    wait_until("READY in the hub", Duration::from_secs(30), || async {
+        let (status, body) = e2e::get_with_token(&hub, "/api/admin/whatsapp/status", &token).await.ok()?;
+        (status == 200 && body["state"] == "READY").then_some(())
+    })
+    .await;
+    let hub_ready_after = scanned_at.elapsed();
+    wait_for_indicator(&page, "connected", &format!("Conectado ({PHONE})"), Duration::from_secs(2)).await;
+    eprintln!(
+        "figures: scan -> hub READY {hub_ready_after:?}; scan -> page green {:?}",
+        scanned_at.elapsed()
+    );
+    assert_eq!(eval(&page, "window.__loadedAt").await.expect("the mark"), loaded_at, "no reload happened");
+    assert!(!shown(&page, "qr-card").await, "the QR is gone once connected");
+
+    // A test message, confirmed on the page and received by "WhatsApp".
+    type_into(&page, "#send-to", "+54 9 11 2345-6789").await;
+    // Key events cannot type "á": accented text arrives as an input method inserts it.
+    click(&page, "#send-message").await;
+    let insert = InsertTextParams::new("Hola desde la página de administración");
+    tokio::time::timeout(CDP_TIMEOUT, page.execute(insert))
+        .await
+        .expect("inserting text did not time out")
+        .expect("inserting the message text");
+    click(&page, "#send-submit").await;
+    let confirmation = wait_until("the send confirmation", Duration::from_secs(20), || async {
+        shown_text(&page, "send-result").await
+    })
+    .await;
+    assert!(confirmation.contains("Mensaje enviado a 5491123456789"), "confirmation: {confirmation}");
+    let (_, received) = sim.get("/__sim/messages").await.expect("the simulator's messages");
+    let received = received.as_array().expect("a list of messages");
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_eq!(received[0]["to"], "5491123456789");
+    assert_eq!(received[0]["text"], "Hola desde la página de administración");
+    screenshot(&page, "connected").await;
+    phone_screenshot(&page, "connected-phone").await;
+
+    // Disconnect.
+    click(&page, "#disconnect").await;
+    wait_for_indicator(&page, "disconnected", "Desconectado", Duration::from_secs(20)).await;
+    assert!(shown(&page, "send-not-ready").await, "sending is unavailable again");
+
+    // The manager stops: the banner says so; it comes back: the banner goes away by itself.
+    assert!(!shown(&page, "banner-unreachable").await);
+    stack.stop_manager().await.expect("the manager stops");
+    wait_until("the unreachable banner", Duration::from_secs(15), || async {
+        shown(&page, "banner-unreachable").await.then_some(())
+    })
+    .await;
+    let banner = text(&page, "document.getElementById('banner-unreachable').textContent").await;
+    assert!(banner.contains("SESSION_MANAGER_URL"), "the banner says what to check: {banner}");
+    assert!(banner.contains(&stack.manager_url()), "the banner names the manager's URL: {banner}");
+    screenshot(&page, "unreachable").await;
+    stack.start_manager().await.expect("the manager starts again");
+    wait_until("the unreachable banner to clear", Duration::from_secs(20), || async {
+        (!shown(&page, "banner-unreachable").await).then_some(())
+    })
+    .await;
+    wait_until("the live stream to be back", Duration::from_secs(30), || async {
+        (text(&page, "document.getElementById('live').dataset.live").await == "true").then_some(())
+    })
+    .await;
+
+    // Clearing the session asks first; cancelling does nothing, confirming clears it.
+    click(&page, "#clear-session").await;
+    wait_until("the confirmation dialog", Duration::from_secs(5), || async {
+        (eval(&page, "document.getElementById('confirm-clear').open").await.ok() == Some(Value::Bool(true)))
+            .then_some(())
+    })
+    .await;
+    screenshot(&page, "confirm-clear").await;
+    click(&page, "#confirm-clear button[value=cancel]").await;
+    // The dialog's close handler gives the focus back to the button, after it would have started
+    // the action: nothing is busy and nothing was announced.
+    wait_until("the focus back on the clear button", Duration::from_secs(5), || async {
+        (text(&page, "document.activeElement.id").await == "clear-session").then_some(())
+    })
+    .await;
+    assert_eq!(
+        text(&page, "document.getElementById('clear-session').getAttribute('aria-busy')").await,
+        "false"
+    );
+    assert!(!shown(&page, "notice").await, "cancelling does not clear the session");
+    click(&page, "#clear-session").await;
+    click(&page, "#confirm-clear button[value=confirm]").await;
+    let notice = wait_until("the session-cleared notice", Duration::from_secs(20), || async {
+        shown_text(&page, "notice").await
+    })
+    .await;
+    assert!(notice.starts_with("Sesión borrada"), "notice: {notice}");
+    wait_for_indicator(&page, "disconnected", "Desconectado", Duration::from_secs(10)).await;
+
+    // English is one switch away.
+    eval(&page, "(() => { const s = document.getElementById('lang'); s.value = 'en'; s.dispatchEvent(new Event('change')); })()")
+        .await
+        .expect("switching the language");
+    wait_for_indicator(&page, "disconnected", "Disconnected", Duration::from_secs(2)).await;
+    assert_eq!(text(&page, "document.getElementById('connect').textContent").await, "Connect WhatsApp");
+    assert_eq!(text(&page, "document.documentElement.lang").await, "en");
+
+    let violations = eval(&page, "window.__cspViolations").await.expect("the CSP record");
+    assert_eq!(violations, Value::Array(vec![]), "the page works under the hub's CSP");
+}
+
+/// A full-page screenshot at a phone's viewport (390 x 844), checking nothing overflows sideways.
+async fn phone_screenshot(page: &Page, name: &str) {
+    let phone = SetDeviceMetricsOverrideParams::new(390, 844, 3.0, true);
+    tokio::time::timeout(CDP_TIMEOUT, page.execute(phone))
+        .await
+        .expect("emulating a phone did not time out")
+        .expect("emulating a phone");
+    let overflow = wait_until("the phone layout", Duration::from_secs(5), || async {
+        let width = eval(page, "window.innerWidth").await.ok()?;
+        let scroll = eval(page, "document.documentElement.scrollWidth").await.ok()?;
+        (width == 390).then_some(scroll)
+    })
+    .await;
+    assert!(overflow.as_i64().is_some_and(|w| w <= 390), "nothing overflows a phone's width: {overflow}");
+    screenshot(page, name).await;
+    tokio::time::timeout(CDP_TIMEOUT, page.execute(ClearDeviceMetricsOverrideParams::default()))
+        .await
+        .expect("restoring the viewport did not time out")
+        .context("restoring the viewport")
+        .expect("the viewport is restored");
+}
