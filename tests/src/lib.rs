@@ -7,10 +7,24 @@
 //!   can assert it left none behind (it never looks for other tests' profiles).
 //! - [`wait_until`] polls a condition until a deadline and panics naming what it waited for.
 //! - [`JsonClient`] calls a JSON HTTP API and gives back `(status, body)`.
+//! - [`Service`] starts one of the workspace's binaries and reads the URL it listens on.
+//! - [`Stack`] runs the whole gateway (simulator, manager, hub) for one test.
+//! - [`decode_qr_png`] and [`decode_qr_data_url`] read a QR image back to the string it encodes.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+mod qr;
+mod service;
+mod stack;
+
+pub use qr::{decode_qr_data_url, decode_qr_png};
+pub use service::{Service, binary_path};
+pub use stack::{
+    ADMIN_EMAIL, ADMIN_PASSWORD, Stack, StackOptions, TEST_JWT_SECRET, free_port, get_with_token,
+    post_with_token,
+};
 
 use anyhow::{Context, bail};
 use chromiumoxide::browser::{Browser, BrowserConfig};

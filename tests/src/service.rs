@@ -1,0 +1,157 @@
+//! The workspace's own binaries started as real processes for a test.
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// How long a binary may take to print its `listening on` line.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a binary may take to exit after SIGTERM before its process group is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The path of a workspace binary built next to this test (`target/<profile>/<name>`).
+///
+/// The test command builds them first (`cargo build --workspace --bins`, see `scripts/test`).
+pub fn binary_path(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary knows its own path");
+    // target/<profile>/deps/<test binary>
+    let profile_dir =
+        exe.parent().and_then(Path::parent).expect("test binaries live in target/<profile>/deps");
+    let path = profile_dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first with `cargo build --workspace --bins` (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// A running service binary in its own process group. Dropped without [`Service::stop`], the whole
+/// group is killed, so a failing test leaves nothing running.
+pub struct Service {
+    name: String,
+    child: Option<Child>,
+    url: String,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr_path: PathBuf,
+    _log_dir: tempfile::TempDir,
+}
+
+impl Service {
+    /// Starts `name` with `args` and `envs`, and waits for its `<name> listening on <url>` line.
+    pub async fn start(name: &str, args: &[&str], envs: &[(&str, &str)]) -> anyhow::Result<Service> {
+        let log_dir = tempfile::tempdir()?;
+        let stderr_path = log_dir.path().join("stderr.log");
+        let stderr = std::fs::File::create(&stderr_path)?;
+        let mut command = Command::new(binary_path(name));
+        command
+            .args(args)
+            .envs(envs.iter().copied())
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info,chromiumoxide=warn".into()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr))
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = command.spawn().with_context(|| format!("starting {name}"))?;
+        let stdout = child.stdout.take().context("stdout is piped")?;
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (url_tx, url_rx) = tokio::sync::oneshot::channel();
+        let prefix = format!("{name} listening on ");
+        let collected = lines.clone();
+        let wanted = prefix.clone();
+        tokio::spawn(async move {
+            let mut url_tx = Some(url_tx);
+            let mut reader = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                if let Some(url) = line.strip_prefix(&wanted)
+                    && let Some(tx) = url_tx.take()
+                {
+                    let _ = tx.send(url.trim().to_owned());
+                }
+                collected.lock().expect("stdout lines lock").push(line);
+            }
+        });
+        let mut service = Service {
+            name: name.to_owned(),
+            child: Some(child),
+            url: String::new(),
+            stdout: lines,
+            stderr_path,
+            _log_dir: log_dir,
+        };
+        match tokio::time::timeout(START_TIMEOUT, url_rx).await {
+            Ok(Ok(url)) => {
+                service.url = url;
+                Ok(service)
+            }
+            _ => bail!(
+                "{name} did not print `{prefix}<url>` within {START_TIMEOUT:?}; stdout: {:?}; stderr: {}",
+                service.stdout(),
+                service.stderr()
+            ),
+        }
+    }
+
+    /// The base URL the service printed, e.g. `http://127.0.0.1:40123`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The port the service listens on.
+    pub fn port(&self) -> u16 {
+        self.url.rsplit(':').next().and_then(|p| p.trim_end_matches('/').parse().ok()).unwrap_or(0)
+    }
+
+    /// Everything printed on stdout so far, one entry per line.
+    pub fn stdout(&self) -> Vec<String> {
+        self.stdout.lock().expect("stdout lines lock").clone()
+    }
+
+    /// Everything logged on stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// The process id (also its process group id).
+    pub fn pid(&self) -> Option<i32> {
+        self.child.as_ref().and_then(Child::id).and_then(|pid| i32::try_from(pid).ok())
+    }
+
+    /// SIGTERM, then waits for a graceful exit; kills the process group if it takes longer.
+    pub async fn stop(mut self) -> anyhow::Result<ExitStatus> {
+        let mut child = self.child.take().context("the service was already stopped")?;
+        if let Some(pid) = child.id().and_then(|pid| i32::try_from(pid).ok()) {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGTERM);
+        }
+        match tokio::time::timeout(STOP_TIMEOUT, child.wait()).await {
+            Ok(status) => Ok(status?),
+            Err(_) => {
+                if let Some(pid) = child.id().and_then(|pid| i32::try_from(pid).ok()) {
+                    let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+                }
+                let _ = child.wait().await;
+                bail!(
+                    "{} did not exit within {STOP_TIMEOUT:?} of SIGTERM; stderr: {}",
+                    self.name,
+                    self.stderr()
+                )
+            }
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.as_ref().and_then(Child::id).and_then(|pid| i32::try_from(pid).ok()) {
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+}
