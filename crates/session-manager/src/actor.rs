@@ -96,6 +96,7 @@ impl SessionHandle {
             launch_error: None,
             backup: None,
             metrics: metrics.clone(),
+            launched_at: None,
         };
         tokio::spawn(actor.run(command_rx, signal_rx));
         Self { commands, status, metrics, profile }
@@ -161,6 +162,8 @@ struct Actor {
     launch_error: Option<BrowserError>,
     backup: Option<Result<Option<PathBuf>, BrowserError>>,
     metrics: Arc<Metrics>,
+    /// When the current launch began (for the start-up durations logged at debug level).
+    launched_at: Option<std::time::Instant>,
 }
 
 impl Actor {
@@ -287,11 +290,14 @@ impl Actor {
         match event {
             BridgeEvent::Loaded { version } => {
                 self.load_deadline = None;
-                tracing::info!(version, "WhatsApp Web loaded");
+                tracing::info!(version, since_launch_ms = self.since_launch_ms(), "WhatsApp Web loaded");
                 None
             }
             BridgeEvent::Qr { code } => match qr::data_url(&code) {
-                Ok(data_url) => Some(Event::QrReceived { code, data_url, at_ms: now_ms() }),
+                Ok(data_url) => {
+                    tracing::debug!(since_launch_ms = self.since_launch_ms(), "QR received");
+                    Some(Event::QrReceived { code, data_url, at_ms: now_ms() })
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "could not render the QR");
                     None
@@ -420,8 +426,13 @@ impl Actor {
         }
     }
 
+    fn since_launch_ms(&self) -> u64 {
+        self.launched_at.map_or(0, |at| at.elapsed().as_millis() as u64)
+    }
+
     async fn launch(&mut self) -> Result<(), BrowserError> {
         self.close_browser().await;
+        self.launched_at = Some(std::time::Instant::now());
         self.generation += 1;
         let generation = self.generation;
         self.data.reclaim_profile(None).await?;
@@ -454,6 +465,7 @@ impl Actor {
         self.browser = Some(browser);
         match opened {
             Ok(page) => {
+                tracing::debug!(since_launch_ms = self.since_launch_ms(), "WhatsApp Web opening");
                 self.page = Some(page);
                 self.load_deadline = Some(Instant::now() + self.settings.page_load_timeout);
                 Ok(())
@@ -522,7 +534,12 @@ async fn send(
     }
 }
 
+/// The page's refusal as an error whose sentence carries the cause too (not only `detail`).
 fn refused(reason: Option<String>, detail: Option<String>) -> Error {
-    let reason = reason.unwrap_or_else(|| "unknown".into());
-    Error::SendFailed { reason: reason.clone(), detail: json!({ "reason": reason, "cause": detail }) }
+    let code = reason.unwrap_or_else(|| "unknown".into());
+    let sentence = match &detail {
+        Some(cause) => format!("{code} ({cause})"),
+        None => code.clone(),
+    };
+    Error::SendFailed { reason: sentence, detail: json!({ "reason": code, "cause": detail }) }
 }

@@ -73,6 +73,11 @@ pub struct Config {
     /// Sends accepted per minute (a burst of this many, refilled evenly); more get 429.
     #[arg(long, env = "SEND_RATE_PER_MINUTE", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
     pub send_rate_per_minute: u32,
+
+    /// Connects that start the browser accepted per minute (a burst of this many, refilled evenly);
+    /// more get 429. A `/connect` while the session is already live is free (it changes nothing).
+    #[arg(long, env = "CONNECT_RATE_PER_MINUTE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub connect_rate_per_minute: u32,
 }
 
 impl Config {
@@ -122,7 +127,7 @@ impl Config {
         format!(
             "host={} port={} data_dir={} whatsapp_web_url={} chromium_path={} max_qr_attempts={} \
              auto_connect={:?} token={token} takeover_on_conflict={} launch_timeout={}s page_load_timeout={}s \
-             send_timeout={}s send_rate_per_minute={}",
+             send_timeout={}s send_rate_per_minute={} connect_rate_per_minute={}",
             self.host,
             self.port,
             self.data_dir.display(),
@@ -135,6 +140,7 @@ impl Config {
             self.page_load_timeout_secs,
             self.send_timeout_secs,
             self.send_rate_per_minute,
+            self.connect_rate_per_minute,
         )
     }
 }
@@ -160,6 +166,7 @@ mod tests {
         assert_eq!(c.max_qr_attempts, 5);
         assert_eq!(c.auto_connect, AutoConnect::Saved);
         assert!(c.takeover_on_conflict);
+        assert_eq!((c.send_rate_per_minute, c.connect_rate_per_minute), (60, 10));
         assert!(c.validate().is_ok());
     }
 

@@ -32,8 +32,8 @@ pub enum Error {
     #[error("{number} has no WhatsApp account")]
     NumberNotOnWhatsapp { number: String },
 
-    #[error("too many sends: at most {per_minute} per minute")]
-    RateLimited { per_minute: u32, retry_after_secs: u64 },
+    #[error("too many {what}: at most {per_minute} per minute")]
+    RateLimited { what: &'static str, setting: &'static str, per_minute: u32, retry_after_secs: u64 },
 
     #[error(transparent)]
     Browser(#[from] BrowserError),
@@ -99,7 +99,9 @@ impl Error {
                 _ => "POST /connect and wait for READY, then retry".into(),
             },
             Error::NumberNotOnWhatsapp { .. } => "Check the number (country code included)".into(),
-            Error::RateLimited { retry_after_secs, .. } => format!("Retry after {retry_after_secs} s"),
+            Error::RateLimited { retry_after_secs, setting, .. } => {
+                format!("Retry after {retry_after_secs} s ({setting} sets the limit)")
+            }
             Error::Browser(e) => e.hint(),
             Error::Session(e) => e.hint.clone(),
             Error::SendTimeout { .. } => {
@@ -118,8 +120,8 @@ impl Error {
             Error::NotFound { method, path } => json!({ "method": method, "path": path }),
             Error::NoQr { state } | Error::SessionNotReady { state } => json!({ "state": state }),
             Error::NumberNotOnWhatsapp { number } => json!({ "to": number }),
-            Error::RateLimited { per_minute, retry_after_secs } => {
-                json!({ "per_minute": per_minute, "retry_after_secs": retry_after_secs })
+            Error::RateLimited { what, per_minute, retry_after_secs, .. } => {
+                json!({ "limit": what, "per_minute": per_minute, "retry_after_secs": retry_after_secs })
             }
             Error::Browser(e) => e.detail(),
             Error::Session(e) => json!({ "at": e.at }),
@@ -206,7 +208,13 @@ mod tests {
 
     #[tokio::test]
     async fn rate_limited_sets_retry_after() {
-        let (status, retry, _) = render(Error::RateLimited { per_minute: 60, retry_after_secs: 3 }).await;
+        let (status, retry, _) = render(Error::RateLimited {
+            what: "sends",
+            setting: "SEND_RATE_PER_MINUTE",
+            per_minute: 60,
+            retry_after_secs: 3,
+        })
+        .await;
         assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(retry, Some(HeaderValue::from(3u64)));
     }

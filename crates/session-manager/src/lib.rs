@@ -88,7 +88,16 @@ impl Application {
             session,
             token: config.token.as_deref().map(Arc::from),
             idempotency: Arc::new(Idempotency::default()),
-            limiter: Arc::new(RateLimiter::new(config.send_rate_per_minute)),
+            send_limiter: Arc::new(RateLimiter::new(
+                "sends",
+                "SEND_RATE_PER_MINUTE",
+                config.send_rate_per_minute,
+            )),
+            connect_limiter: Arc::new(RateLimiter::new(
+                "connects",
+                "CONNECT_RATE_PER_MINUTE",
+                config.connect_rate_per_minute,
+            )),
             shutting_down,
         };
         Ok(Self { listener, state, shutdown_tx, auto_connect })

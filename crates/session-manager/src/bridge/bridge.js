@@ -35,7 +35,7 @@
   if (window.__lm) return;
 
   var BINDING = '__lmEmit';
-  var LOAD_CHECK_MS = 100;
+  var LOAD_CHECK_MS = 25;
   var attached = false;
   var lastQr = null;
   var keysPromise = null;
@@ -255,9 +255,11 @@
       }
     },
 
-    logout: function () {
+    // Resolves once WhatsApp confirmed the unlink (Socket.logout() returns a promise), so the
+    // driver may close the browser right after without leaving the device linked on the phone.
+    logout: async function () {
       try {
-        socket().logout();
+        await socket().logout();
         return { ok: true };
       } catch (e) {
         return fail('exception', describe(e));

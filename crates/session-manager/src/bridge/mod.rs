@@ -41,7 +41,29 @@ pub enum PageSignal {
     TargetDestroyed,
 }
 
-/// Opens a tab, installs the bridge and the listeners, and navigates to `url`.
+/// How long Chromium's own first tab may take to show up before we open one ourselves.
+const FIRST_TAB_WAIT: Duration = Duration::from_secs(3);
+const FIRST_TAB_POLL: Duration = Duration::from_millis(10);
+
+/// Takes over the tab Chromium opens at start (one renderer, and no second tab to create and load);
+/// opens a new one only if that tab does not show up in time.
+async fn first_tab(browser: &Browser, cdp_timeout: Duration) -> Result<Page, BrowserError> {
+    let deadline = tokio::time::Instant::now() + FIRST_TAB_WAIT;
+    loop {
+        let pages = cdp("list the tabs", cdp_timeout, browser.pages()).await?;
+        if let Some(page) = pages.into_iter().next() {
+            return Ok(page);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::debug!("Chromium's first tab did not appear: opening one");
+            return cdp("open a tab", cdp_timeout, browser.new_page("about:blank")).await;
+        }
+        tokio::time::sleep(FIRST_TAB_POLL).await;
+    }
+}
+
+/// Takes a tab, installs the bridge and the listeners, and navigates to `url`. Returns once the
+/// navigation is under way: the bridge reports the page's progress through the binding.
 pub async fn open_whatsapp(
     browser: &Browser,
     url: &str,
@@ -49,22 +71,24 @@ pub async fn open_whatsapp(
     page_load_timeout: Duration,
     on_signal: impl Fn(PageSignal) + Send + Sync + Clone + 'static,
 ) -> Result<Page, BrowserError> {
-    let page = cdp("open a tab", cdp_timeout, browser.new_page("about:blank")).await?;
-    // Subscribe before acting, so no event is missed.
-    let mut bindings =
-        cdp("listen for bridge events", cdp_timeout, page.event_listener::<EventBindingCalled>()).await?;
-    let mut crashes =
-        cdp("listen for crashes", cdp_timeout, page.event_listener::<EventTargetCrashed>()).await?;
-    let mut destroyed =
-        cdp("listen for closed tabs", cdp_timeout, browser.event_listener::<EventTargetDestroyed>()).await?;
-    cdp("enable crash reports", cdp_timeout, page.execute(InspectorEnable::default())).await?;
-    cdp("add the bridge binding", cdp_timeout, page.execute(AddBindingParams::new(BINDING))).await?;
-    cdp(
-        "inject the bridge",
-        cdp_timeout,
-        page.execute(AddScriptToEvaluateOnNewDocumentParams::new(BRIDGE_JS)),
-    )
-    .await?;
+    let started = std::time::Instant::now();
+    let page = first_tab(browser, cdp_timeout).await?;
+    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "tab ready");
+    // Subscribe and install before navigating, so no event is missed; the commands are independent
+    // and go out together (one round trip instead of seven).
+    let (mut bindings, mut crashes, mut destroyed, _, _, _) = tokio::try_join!(
+        cdp("listen for bridge events", cdp_timeout, page.event_listener::<EventBindingCalled>()),
+        cdp("listen for crashes", cdp_timeout, page.event_listener::<EventTargetCrashed>()),
+        cdp("listen for closed tabs", cdp_timeout, browser.event_listener::<EventTargetDestroyed>()),
+        cdp("enable crash reports", cdp_timeout, page.execute(InspectorEnable::default())),
+        cdp("add the bridge binding", cdp_timeout, page.execute(AddBindingParams::new(BINDING))),
+        cdp(
+            "inject the bridge",
+            cdp_timeout,
+            page.execute(AddScriptToEvaluateOnNewDocumentParams::new(BRIDGE_JS)),
+        ),
+    )?;
+    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "bridge installed");
 
     let signal = on_signal.clone();
     tokio::spawn(async move {
@@ -94,7 +118,11 @@ pub async fn open_whatsapp(
         }
     });
 
-    match tokio::time::timeout(page_load_timeout, page.goto(url)).await {
+    // `Page.navigate` answers once the server responded (an error page is an `errorText`), not
+    // at the `load` event: the bridge's `loaded` event is what counts.
+    let navigated = tokio::time::timeout(page_load_timeout, page.goto(url)).await;
+    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, url, "navigation started");
+    match navigated {
         Ok(Ok(_)) => Ok(page),
         Ok(Err(e)) => Err(BrowserError::PageLoad { url: url.to_owned(), reason: e.to_string() }),
         Err(_) => Err(BrowserError::PageLoadTimeout { url: url.to_owned(), timeout: page_load_timeout }),

@@ -54,7 +54,8 @@ pub fn chromium_args(profile: &Path, as_root: bool) -> Vec<String> {
         "--metrics-recording-only",
         "--password-store=basic",
         "--use-mock-keychain",
-        "--disable-features=Translate,MediaRouter,OptimizationHints",
+        // No spare renderer kept warm: one tab needs one renderer (less memory and start-up CPU).
+        "--disable-features=Translate,MediaRouter,OptimizationHints,SpareRendererForSitePerProcess",
         // WhatsApp's timers (QR rotation, keep-alives) must run although nobody looks at the page.
         "--disable-background-timer-throttling",
         "--disable-backgrounding-occluded-windows",
@@ -105,6 +106,7 @@ impl BrowserHandle {
             Ok(_) | Err(_) => return Err(BrowserError::NotFound { path: path.clone() }),
         }
         let as_root = nix::unistd::geteuid().is_root();
+        let started = std::time::Instant::now();
         let mut child = Command::new(path)
             .args(chromium_args(profile, as_root))
             .env("LANG", "en_US.UTF-8")
@@ -138,6 +140,7 @@ impl BrowserHandle {
             });
         };
         tokio::spawn(drain_stderr(lines, stderr_tail.clone()));
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "DevTools address read");
 
         let config = HandlerConfig {
             viewport: None,
@@ -178,7 +181,12 @@ impl BrowserHandle {
             }
             on_cdp_closed();
         });
-        tracing::info!(pid, profile = %profile.display(), "Chromium started");
+        tracing::info!(
+            pid,
+            profile = %profile.display(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "Chromium started and attached"
+        );
         Ok(Self { browser, pid, profile: profile.to_path_buf(), handler, reaper, exited, stderr_tail })
     }
 
@@ -297,17 +305,22 @@ mod tests {
         assert!(chromium_args(Path::new("/p"), true).contains(&"--no-sandbox".to_owned()));
     }
 
-    #[tokio::test]
-    async fn a_missing_executable_is_named() {
+    /// Launches `chromium_path` on an unused profile; the launch must fail.
+    async fn failed_launch(chromium_path: &Path) -> BrowserError {
         let settings = LaunchSettings {
-            chromium_path: "/nonexistent/chromium".into(),
-            launch_timeout: Duration::from_secs(1),
+            chromium_path: chromium_path.to_path_buf(),
+            launch_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(1),
         };
-        let err = BrowserHandle::launch(&settings, Path::new("/tmp/unused-profile"), |_| {}, || {})
+        BrowserHandle::launch(&settings, Path::new("/tmp/unused-profile"), |_| {}, || {})
             .await
             .err()
-            .expect("launch fails");
+            .expect("launch fails")
+    }
+
+    #[tokio::test]
+    async fn a_missing_executable_is_named() {
+        let err = failed_launch(Path::new("/nonexistent/chromium")).await;
         assert!(matches!(err, BrowserError::NotFound { .. }));
         assert!(err.to_string().contains("/nonexistent/chromium"));
     }
@@ -318,16 +331,7 @@ mod tests {
         std::fs::write(script.path(), "#!/bin/sh\necho 'cannot open display' >&2\nexit 3\n").expect("script");
         let path = script.into_temp_path();
         std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
-        let settings = LaunchSettings {
-            chromium_path: path.to_path_buf(),
-            launch_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(1),
-        };
-        let err = BrowserHandle::launch(&settings, Path::new("/tmp/unused-profile"), |_| {}, || {})
-            .await
-            .err()
-            .expect("launch fails");
-        match err {
+        match failed_launch(&path).await {
             BrowserError::ExitedAtOnce { status, stderr_tail } => {
                 assert!(status.contains('3'), "{status}");
                 assert!(stderr_tail.contains("cannot open display"), "{stderr_tail}");

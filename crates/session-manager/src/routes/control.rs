@@ -10,7 +10,12 @@ use shared_contracts::{
 use super::AppState;
 use crate::error::Error;
 
+/// Connects that would start the browser count against CONNECT_RATE_PER_MINUTE; a connect while
+/// the session is live changes nothing and is free.
 pub async fn connect(State(state): State<AppState>) -> Result<Json<ConnectResponse>, Error> {
+    if !state.session.status().state.is_live() {
+        state.connect_limiter.try_acquire()?;
+    }
     let outcome = state.session.connect().await?;
     let message = if outcome.already_connected {
         format!("Already connected (state {})", outcome.state)

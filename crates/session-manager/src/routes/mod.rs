@@ -3,6 +3,7 @@
 
 mod control;
 mod health;
+mod limit;
 mod send;
 mod status;
 
@@ -23,7 +24,8 @@ use crate::actor::SessionHandle;
 use crate::error::Error;
 use crate::telemetry::REQUEST_ID;
 
-pub use send::{Idempotency, RateLimiter};
+pub use limit::RateLimiter;
+pub use send::Idempotency;
 
 /// Largest request body accepted (a 4096-character message fits many times).
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
@@ -33,7 +35,10 @@ pub struct AppState {
     pub session: SessionHandle,
     pub token: Option<Arc<str>>,
     pub idempotency: Arc<Idempotency>,
-    pub limiter: Arc<RateLimiter>,
+    /// SEND_RATE_PER_MINUTE.
+    pub send_limiter: Arc<RateLimiter>,
+    /// CONNECT_RATE_PER_MINUTE: connects that start the browser.
+    pub connect_limiter: Arc<RateLimiter>,
     /// Flips to true at shutdown so event streams end and the server can stop.
     pub shutting_down: watch::Receiver<bool>,
 }

@@ -1,9 +1,8 @@
-//! `POST /send`: validation at the border, rate limit, and `Idempotency-Key` (the same key never
+//! `POST /send`: validation at the border, rate limit (SEND_RATE_PER_MINUTE), and `Idempotency-Key` (the same key never
 //! sends twice: later requests get the first answer again).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use axum::Json;
 use axum::extract::State;
@@ -36,7 +35,7 @@ pub async fn send(
     tracing::info!(to = %to, cliente_id = ?request.cliente_id, idempotency_key = ?key, "send requested");
 
     let attempt = || async {
-        state.limiter.try_acquire()?;
+        state.send_limiter.try_acquire()?;
         match state.session.send(to.clone(), text.clone()).await {
             Ok(data) => {
                 let body = SendResponse { success: true, message: "Message sent".into(), data };
@@ -109,48 +108,9 @@ impl Idempotency {
     }
 }
 
-/// A token bucket: `per_minute` sends in a burst, refilled evenly over a minute.
-pub struct RateLimiter {
-    per_minute: u32,
-    state: Mutex<(f64, Instant)>,
-}
-
-impl RateLimiter {
-    pub fn new(per_minute: u32) -> Self {
-        Self { per_minute, state: Mutex::new((f64::from(per_minute), Instant::now())) }
-    }
-
-    pub fn try_acquire(&self) -> Result<(), Error> {
-        let capacity = f64::from(self.per_minute);
-        let per_sec = capacity / 60.0;
-        let mut guard = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let (tokens, last) = &mut *guard;
-        let now = Instant::now();
-        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * per_sec).min(capacity);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            return Ok(());
-        }
-        let retry_after_secs = ((1.0 - *tokens) / per_sec).ceil().max(1.0) as u64;
-        Err(Error::RateLimited { per_minute: self.per_minute, retry_after_secs })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_bucket_allows_a_burst_then_asks_to_wait() {
-        let limiter = RateLimiter::new(2);
-        assert!(limiter.try_acquire().is_ok());
-        assert!(limiter.try_acquire().is_ok());
-        match limiter.try_acquire() {
-            Err(Error::RateLimited { retry_after_secs, .. }) => assert!((1..=30).contains(&retry_after_secs)),
-            other => panic!("expected a 429, got {other:?}"),
-        }
-    }
 
     #[test]
     fn the_same_key_gets_the_same_cell() {

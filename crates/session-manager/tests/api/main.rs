@@ -3,21 +3,36 @@
 
 mod support;
 
-use std::time::Duration;
-
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result};
+use e2e::{decode_qr_data_url, decode_qr_png, wait_until};
 use serde_json::{Value, json};
-use support::{
-    Env, Manager, PHONE, SHORT, chromium_main_pid, chromium_pids, decode_data_url, decode_qr, sim,
-};
+use support::{Env, Manager, PHONE, SHORT, sim};
 
 /// Connects and waits for READY by scanning the first QR.
 async fn link(env: &Env, manager: &Manager) -> Result<Value> {
-    let (code, body) = manager.post("/connect", None, &[]).await?;
-    ensure!(code == 200, "connect answered {code}: {body}");
-    manager.wait_state("QR_REQUIRED", SHORT).await?;
-    ensure!(env.sim_post("/__sim/scan").await? == 200, "scan refused");
-    manager.wait_state("READY", SHORT).await
+    manager.connect().await?;
+    manager.wait_state("QR_REQUIRED", SHORT).await;
+    assert_eq!(env.sim_post("/__sim/scan").await?, 200, "the simulator refused the scan");
+    Ok(manager.wait_state("READY", SHORT).await)
+}
+
+/// A simulator (QR every 2 s), a manager with `env` added, and a session linked (READY).
+async fn linked(env: &[(&str, &str)]) -> Result<(Env, Manager)> {
+    let world = Env::new(sim(2000)).await?;
+    let manager = world.manager(env).await?;
+    link(&world, &manager).await?;
+    Ok((world, manager))
+}
+
+/// Waits until the page's storage (the WhatsApp login, written at the link) is on disk: Chromium
+/// commits it a few seconds after the write, and a crash before that loses it (the next start shows
+/// a QR, correctly). Call it right after READY with the current time.
+async fn wait_login_on_disk(env: &Env, linked_at: std::time::SystemTime) {
+    let storage = env.data_dir().join("sessions/admin/Default/Local Storage/leveldb");
+    wait_until("the login committed to the profile", SHORT, || async {
+        support::newest_mtime(&storage).is_some_and(|t| t > linked_at).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -26,30 +41,29 @@ async fn connect_shows_a_rotating_qr_and_a_scan_makes_the_session_ready_to_send(
     let manager = env.manager(&[("MAX_QR_ATTEMPTS", "50")]).await?;
     assert_eq!(manager.status().await?["state"], "INIT");
 
-    let (code, body) = manager.post("/connect", None, &[]).await?;
-    assert_eq!(code, 200, "{body}");
+    let body = manager.connect().await?;
     assert_eq!(body["alreadyConnected"], false);
     assert_eq!(body["session"], "admin");
 
-    let status = manager.wait_state("QR_REQUIRED", SHORT).await?;
+    let status = manager.wait_state("QR_REQUIRED", SHORT).await;
     let qr = &status["qr"];
     let url = qr["url"].as_str().context("qr.url")?.to_owned();
     assert!(url.starts_with("https://wa.me/settings/linked_devices#2@"), "{url}");
-    assert_eq!(decode_data_url(qr["base64"].as_str().context("qr.base64")?)?, url);
+    assert_eq!(decode_qr_data_url(qr["base64"].as_str().context("qr.base64")?)?, url);
     assert!(qr["attempts"].as_u64() >= Some(1));
     assert!(qr["expires_at"].as_i64() > qr["timestamp"].as_i64());
 
     // The manager shows what the page draws (the simulator's current QR).
-    support::wait_until("manager's QR equals the simulator's", SHORT, || async {
-        let ours = manager.status().await?["qr"]["url"].clone();
-        let theirs = env.sim_get("/__sim/state").await?["qr"].clone();
-        Ok(ours.is_string() && ours == theirs)
+    wait_until("the manager's QR equals the simulator's", SHORT, || async {
+        let ours = manager.status().await.ok()?["qr"]["url"].clone();
+        let theirs = env.sim_get("/__sim/state").await.ok()?["qr"].clone();
+        (ours.is_string() && ours == theirs).then_some(())
     })
-    .await?;
+    .await;
 
     let (code, png) = manager.get_bytes("/qr").await?;
     assert_eq!(code, 200);
-    assert!(decode_qr(&png)?.starts_with("https://wa.me/settings/linked_devices#2@"));
+    assert!(decode_qr_png(&png)?.starts_with("https://wa.me/settings/linked_devices#2@"));
     let (code, qr_code) = manager.get("/qr-code").await?;
     assert_eq!(code, 200);
     assert!(qr_code["url"].is_string());
@@ -59,14 +73,17 @@ async fn connect_shows_a_rotating_qr_and_a_scan_makes_the_session_ready_to_send(
         .wait_status("a rotated QR", SHORT, |s| {
             s["qr"]["attempts"].as_u64() >= Some(2) && s["qr"]["url"] != url
         })
-        .await?;
-    assert_eq!(decode_data_url(rotated["qr"]["base64"].as_str().context("base64")?)?, rotated["qr"]["url"]);
+        .await;
+    assert_eq!(
+        decode_qr_data_url(rotated["qr"]["base64"].as_str().context("base64")?)?,
+        rotated["qr"]["url"]
+    );
 
-    let (code, again) = manager.post("/connect", None, &[]).await?;
-    assert_eq!((code, again["alreadyConnected"].clone()), (200, json!(true)));
+    let again = manager.connect().await?;
+    assert_eq!(again["alreadyConnected"], true);
 
     assert_eq!(env.sim_post("/__sim/scan").await?, 200);
-    let ready = manager.wait_state("READY", SHORT).await?;
+    let ready = manager.wait_state("READY", SHORT).await;
     assert_eq!(ready["phone_number"], format!("+{PHONE}"));
     assert_eq!(ready["connected"], true);
     assert_eq!(ready["can_send_messages"], true);
@@ -75,7 +92,7 @@ async fn connect_shows_a_rotating_qr_and_a_scan_makes_the_session_ready_to_send(
     assert_eq!(code, 404);
 
     let (code, sent) = manager
-        .post("/send", Some(json!({"cliente_id": 51, "to": "+54 9 11 2345-6789", "message": "hola"})), &[])
+        .post("/send", Some(json!({"cliente_id": 51, "to": "+54 9 11 2345-6789", "message": "hola"})))
         .await?;
     assert_eq!(code, 200, "{sent}");
     assert_eq!(sent["success"], true);
@@ -86,153 +103,197 @@ async fn connect_shows_a_rotating_qr_and_a_scan_makes_the_session_ready_to_send(
     assert_eq!(messages[0]["to"], "5491123456789");
     assert_eq!(messages[0]["text"], "hola");
 
-    let (_, metrics) = manager.get_bytes("/metrics").await?;
-    let metrics = String::from_utf8(metrics)?;
+    let metrics = manager.metrics().await?;
     assert!(metrics.contains("session_manager_state{state=\"READY\"} 1"), "{metrics}");
     assert!(metrics.contains("session_manager_sends_ok_total 1"));
     assert!(!metrics.contains("session_manager_chromium_pss_bytes 0\n"), "PSS measured");
 
-    assert!(manager.terminate().await?.success());
-    env.finish().await
+    env.finish(manager).await
 }
 
 #[tokio::test]
 async fn a_restart_on_the_same_data_dir_returns_to_ready_without_a_qr() -> Result<()> {
-    let env = Env::new(sim(2000)).await?;
-    let manager = env.manager(&[]).await?;
-    link(&env, &manager).await?;
+    let (env, manager) = linked(&[]).await?;
     assert!(manager.terminate().await?.success());
-    ensure!(chromium_pids(env.dir.path()).is_empty(), "Chromium left after SIGTERM");
+    assert_eq!(env.chromium_pids(), Vec::<i32>::new(), "Chromium left after SIGTERM");
 
     // AUTO_CONNECT=saved (the default) reconnects at start from the saved login.
     let manager = env.manager(&[]).await?;
-    let mut states = Vec::new();
-    let deadline = tokio::time::Instant::now() + SHORT;
-    loop {
-        let status = manager.status().await?;
-        states.push(status["state"].as_str().unwrap_or("").to_owned());
-        if status["state"] == "READY" {
-            assert_eq!(status["phone_number"], format!("+{PHONE}"));
-            break;
-        }
-        ensure!(
-            tokio::time::Instant::now() < deadline,
-            "not READY after restart: {states:?}\n{}",
-            manager.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
+    let states = std::sync::Mutex::new(Vec::new());
+    let status = manager
+        .wait_status("READY after the restart", SHORT, |s| {
+            states.lock().expect("states").push(s["state"].as_str().unwrap_or("").to_owned());
+            s["state"] == "READY"
+        })
+        .await;
+    assert_eq!(status["phone_number"], format!("+{PHONE}"));
+    let states = states.into_inner().expect("states");
     assert!(!states.iter().any(|s| s == "QR_REQUIRED"), "a QR was shown on restart: {states:?}");
-    assert!(manager.terminate().await?.success());
-    env.finish().await
+    env.finish(manager).await
 }
 
 #[tokio::test]
 async fn a_killed_chromium_is_relaunched_and_the_session_is_ready_again_without_a_qr() -> Result<()> {
-    let env = Env::new(sim(2000)).await?;
-    let manager = env.manager(&[]).await?;
-    link(&env, &manager).await?;
-    // Chromium commits the page's storage to disk a few seconds after a write: a crash right after
-    // the first login loses it (the next start shows a QR, correctly). Crash once it is on disk.
-    let linked_at = std::time::SystemTime::now();
-    let storage = env.data_dir().join("sessions/admin/Default/Local Storage/leveldb");
-    support::wait_until("the login committed to the profile", SHORT, || {
-        let storage = storage.clone();
-        async move { Ok(support::newest_mtime(&storage).is_some_and(|t| t > linked_at)) }
-    })
-    .await?;
-    let first = chromium_main_pid(env.dir.path()).context("the Chromium of the session")?;
+    let (env, manager) = linked(&[]).await?;
+    wait_login_on_disk(&env, std::time::SystemTime::now()).await;
+    let first = env.chromium_main_pid().context("the Chromium of the session")?;
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(first), nix::sys::signal::Signal::SIGKILL)?;
 
-    manager.wait_status("the crash noticed", SHORT, |s| s["state"] != "READY").await?;
-    let status = manager.wait_state("READY", SHORT).await?;
+    manager.wait_status("the crash noticed", SHORT, |s| s["state"] != "READY").await;
+    let status = manager.wait_state("READY", SHORT).await;
     assert_eq!(status["phone_number"], format!("+{PHONE}"));
-    let second = chromium_main_pid(env.dir.path()).context("a new Chromium")?;
+    let second = env.chromium_main_pid().context("a new Chromium")?;
     assert_ne!(first, second);
-    let (_, metrics) = manager.get_bytes("/metrics").await?;
-    let metrics = String::from_utf8(metrics)?;
+    let metrics = manager.metrics().await?;
     assert!(metrics.contains("session_manager_reconnects_total 1"), "{metrics}");
     assert!(
         metrics.contains("session_manager_qr_generated_total 1\n"),
         "only the first link showed a QR: {metrics}"
     );
-    assert!(manager.terminate().await?.success());
-    env.finish().await
+    env.finish(manager).await
+}
+
+#[tokio::test]
+async fn a_crashed_page_is_noticed_and_the_session_is_ready_again_without_a_qr() -> Result<()> {
+    let (env, manager) = linked(&[]).await?;
+    wait_login_on_disk(&env, std::time::SystemTime::now()).await;
+    let browser = env.chromium_main_pid().context("the Chromium of the session")?;
+    // The manager drives one tab: its renderer is the only one for web content.
+    let renderers = env.page_renderer_pids();
+    let [renderer] = renderers[..] else {
+        panic!("expected the WhatsApp tab's renderer alone, found {renderers:?}");
+    };
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(renderer), nix::sys::signal::Signal::SIGKILL)?;
+
+    let noticed = manager.wait_status("the page crash noticed", SHORT, |s| s["state"] != "READY").await;
+    assert_eq!(noticed["state"], "CONNECTING", "{noticed}");
+    assert_eq!(noticed["last_error"]["code"], "BROWSER_CRASHED", "{noticed}");
+    let status = manager.wait_state("READY", SHORT).await;
+    assert_eq!(status["phone_number"], format!("+{PHONE}"));
+    assert_ne!(env.chromium_main_pid(), Some(browser), "the browser was restarted");
+    let metrics = manager.metrics().await?;
+    assert!(metrics.contains("session_manager_reconnects_total 1"), "{metrics}");
+    assert!(metrics.contains("session_manager_browser_starts_total 2"), "{metrics}");
+    assert!(metrics.contains("session_manager_qr_generated_total 1\n"), "no QR after the crash: {metrics}");
+    env.finish(manager).await
+}
+
+#[tokio::test]
+async fn a_conflict_is_taken_over_by_default_and_the_session_stays_usable() -> Result<()> {
+    let (env, manager) = linked(&[]).await?;
+    assert_eq!(env.sim_post("/__sim/conflict").await?, 200);
+    // Without the takeover the simulator's page would stay in CONFLICT (see the next test).
+    wait_until("the simulator's page CONNECTED again", SHORT, || async {
+        let state = env.sim_get("/__sim/state").await.ok()?;
+        (state["socket_state"] == "CONNECTED").then_some(())
+    })
+    .await;
+    let status = manager.wait_state("READY", SHORT).await;
+    assert_eq!(status["last_error"], Value::Null);
+    let (code, sent) =
+        manager.post("/send", Some(json!({"to": "5491123456789", "message": "after"}))).await?;
+    assert_eq!(code, 200, "{sent}");
+    let messages = env.sim_get("/__sim/messages").await?;
+    assert_eq!(messages.as_array().map(Vec::len), Some(1), "{messages}");
+    env.finish(manager).await
+}
+
+#[tokio::test]
+async fn without_takeover_a_conflict_is_an_error_with_a_hint_and_the_browser_closes() -> Result<()> {
+    let (env, manager) = linked(&[("TAKEOVER_ON_CONFLICT", "false")]).await?;
+    assert_eq!(env.sim_post("/__sim/conflict").await?, 200);
+    let status = manager.wait_state("ERROR", SHORT).await;
+    let error = &status["last_error"];
+    assert_eq!(error["code"], "CONFLICT", "{status}");
+    assert!(error["message"].as_str().unwrap_or("").contains("another browser"), "{error}");
+    assert!(error["hint"].as_str().unwrap_or("").contains("TAKEOVER_ON_CONFLICT"), "{error}");
+    assert_eq!(status["recommended_action"], error["hint"]);
+    assert_eq!(status["can_send_messages"], false);
+    e2e::assert_no_chromium_using(env.dir.path(), SHORT).await;
+    let (code, body) = manager.post("/send", Some(json!({"to": "5491123456789", "message": "x"}))).await?;
+    assert_eq!((code, body["code"].as_str()), (409, Some("SESSION_NOT_READY")), "{body}");
+    env.finish(manager).await
+}
+
+#[tokio::test]
+async fn disconnect_with_logout_unlinks_the_device_and_the_next_connect_shows_a_qr() -> Result<()> {
+    let (env, manager) = linked(&[]).await?;
+    let (code, body) = manager.post("/disconnect", Some(json!({"logout": true}))).await?;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["success"], true);
+    let status = manager.status().await?;
+    assert_eq!(status["state"], "DISCONNECTED", "{status}");
+    assert_eq!(status["connected"], false);
+    e2e::assert_no_chromium_using(env.dir.path(), SHORT).await;
+    // The phone no longer lists the device: a logout from the phone finds nothing to unlink.
+    assert_eq!(env.sim_post("/__sim/logout").await?, 409, "the device is still linked at the simulator");
+
+    manager.connect().await?;
+    let status = manager.wait_state("QR_REQUIRED", SHORT).await;
+    assert_eq!(status["qr"]["attempts"], 1);
+    env.finish(manager).await
 }
 
 #[tokio::test]
 async fn unscanned_qr_codes_run_out_and_the_browser_is_closed() -> Result<()> {
     let env = Env::new(sim(300)).await?;
     let manager = env.manager(&[("MAX_QR_ATTEMPTS", "2")]).await?;
-    manager.post("/connect", None, &[]).await?;
-    let status = manager.wait_state("DISCONNECTED", SHORT).await?;
+    manager.connect().await?;
+    let status = manager.wait_state("DISCONNECTED", SHORT).await;
     assert_eq!(status["last_error"]["code"], "QR_ATTEMPTS_EXHAUSTED");
     assert!(status.get("qr").is_none());
-    let dir = env.dir.path().to_path_buf();
-    support::wait_until("Chromium closed", Duration::from_secs(10), || {
-        let dir = dir.clone();
-        async move { Ok(chromium_pids(&dir).is_empty()) }
-    })
-    .await?;
+    e2e::assert_no_chromium_using(env.dir.path(), SHORT).await;
     let (code, body) = manager.get("/qr").await?;
     assert_eq!((code, body["code"].as_str()), (404, Some("NO_QR")));
     assert_eq!(body["detail"]["state"], "DISCONNECTED");
-    assert!(manager.terminate().await?.success());
-    env.finish().await
+    env.finish(manager).await
 }
 
 #[tokio::test]
 async fn a_logout_from_the_phone_disconnects_and_the_next_connect_shows_a_qr() -> Result<()> {
-    let env = Env::new(sim(2000)).await?;
-    let manager = env.manager(&[]).await?;
-    link(&env, &manager).await?;
+    let (env, manager) = linked(&[]).await?;
     assert_eq!(env.sim_post("/__sim/logout").await?, 200);
-    let status = manager.wait_state("DISCONNECTED", SHORT).await?;
+    let status = manager.wait_state("DISCONNECTED", SHORT).await;
     assert_eq!(status["last_error"]["code"], "LOGGED_OUT");
-    manager.post("/connect", None, &[]).await?;
-    let status = manager.wait_state("QR_REQUIRED", SHORT).await?;
+    manager.connect().await?;
+    let status = manager.wait_state("QR_REQUIRED", SHORT).await;
     assert_eq!(status["qr"]["attempts"], 1);
-    assert!(manager.terminate().await?.success());
-    env.finish().await
+    env.finish(manager).await
 }
 
 #[tokio::test]
 async fn clear_session_backs_up_the_profile_and_the_next_connect_shows_a_fresh_qr() -> Result<()> {
-    let env = Env::new(sim(2000)).await?;
-    let manager = env.manager(&[]).await?;
-    link(&env, &manager).await?;
-    let (code, body) = manager.post("/clear-session", None, &[]).await?;
+    let (env, manager) = linked(&[]).await?;
+    let (code, body) = manager.post("/clear-session", None).await?;
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["state"], "INIT");
     let backup = body["backup"].as_str().context("a backup path")?;
     assert!(std::path::Path::new(backup).is_dir(), "{backup}");
     assert!(backup.starts_with(&env.data_dir().display().to_string()));
     assert_eq!(manager.status().await?["state"], "INIT");
-    manager.post("/connect", None, &[]).await?;
-    manager.wait_state("QR_REQUIRED", SHORT).await?;
-    assert!(manager.terminate().await?.success());
-    env.finish().await
+    manager.connect().await?;
+    manager.wait_state("QR_REQUIRED", SHORT).await;
+    env.finish(manager).await
 }
 
 #[tokio::test]
 async fn a_second_manager_on_the_same_data_dir_is_refused_with_a_clear_message() -> Result<()> {
     let env = Env::new(sim(2000)).await?;
     let first = env.manager(&[]).await?;
-    let first_pid = first.child.id().context("pid")?;
+    let first_pid = first.pid().context("pid")?;
     let second = env.manager(&[]).await;
     let message = format!("{:#}", second.err().context("the second manager must not start")?);
     assert!(message.contains(&env.data_dir().display().to_string()), "{message}");
     assert!(message.contains(&first_pid.to_string()), "{message}");
     assert_eq!(first.status().await?["state"], "INIT");
-    assert!(first.terminate().await?.success());
-    env.finish().await
+    env.finish(first).await
 }
 
 #[tokio::test]
 async fn a_wrong_chromium_path_is_an_error_naming_the_path() -> Result<()> {
     let env = Env::new(sim(2000)).await?;
     let manager = env.manager(&[("CHROMIUM_PATH", "/nonexistent/bin/chromium")]).await?;
-    let (code, body) = manager.post("/connect", None, &[]).await?;
+    let (code, body) = manager.post("/connect", None).await?;
     assert_eq!(code, 500, "{body}");
     assert_eq!(body["code"], "BROWSER_LAUNCH_FAILED");
     assert!(body["error"].as_str().unwrap_or("").contains("/nonexistent/bin/chromium"), "{body}");
@@ -242,8 +303,36 @@ async fn a_wrong_chromium_path_is_an_error_naming_the_path() -> Result<()> {
     assert_eq!(status["state"], "ERROR");
     assert_eq!(status["last_error"]["code"], "BROWSER_LAUNCH_FAILED");
     assert!(status["last_error"]["message"].as_str().unwrap_or("").contains("/nonexistent/bin/chromium"));
-    assert!(manager.terminate().await?.success());
-    env.finish().await
+    env.finish(manager).await
+}
+
+#[tokio::test]
+async fn connects_that_would_start_the_browser_are_rate_limited_with_retry_after() -> Result<()> {
+    let env = Env::new(sim(2000)).await?;
+    // A missing Chromium makes every connect fail at once (ERROR), so each one starts over.
+    let manager = env
+        .manager(&[("CHROMIUM_PATH", "/nonexistent/bin/chromium"), ("CONNECT_RATE_PER_MINUTE", "2")])
+        .await?;
+    for _ in 0..2 {
+        let (code, body) = manager.post("/connect", None).await?;
+        assert_eq!((code, body["code"].as_str()), (500, Some("BROWSER_LAUNCH_FAILED")), "{body}");
+    }
+    let (code, headers, body) = manager.post_with_headers("/connect", None, &[]).await?;
+    assert_eq!(code, 429, "{body}");
+    assert_eq!(body["code"], "RATE_LIMITED");
+    assert!(body["error"].as_str().unwrap_or("").contains("connect"), "{body}");
+    assert!(body["hint"].as_str().unwrap_or("").contains("CONNECT_RATE_PER_MINUTE"), "{body}");
+    let retry_after: u64 = headers
+        .get("retry-after")
+        .context("Retry-After")?
+        .to_str()?
+        .parse()
+        .context("Retry-After is whole seconds")?;
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    assert_eq!(body["detail"]["retry_after_secs"], retry_after);
+    // The refused connect changed nothing.
+    assert_eq!(manager.status().await?["last_error"]["code"], "BROWSER_LAUNCH_FAILED");
+    env.finish(manager).await
 }
 
 #[tokio::test]
@@ -253,55 +342,78 @@ async fn sends_are_validated_refused_when_not_ready_and_never_repeated_for_one_k
     let manager = env.manager(&[]).await?;
     let message = |to: &str| Some(json!({"to": to, "message": "hola"}));
 
-    let (code, body) = manager.post("/send", message("5491123456789"), &[]).await?;
+    let (code, body) = manager.post("/send", message("5491123456789")).await?;
     assert_eq!((code, body["code"].as_str()), (409, Some("SESSION_NOT_READY")));
     assert_eq!(body["detail"]["state"], "INIT");
 
     link(&env, &manager).await?;
-    let (code, body) = manager.post("/send", message("12ab"), &[]).await?;
+    let (code, body) = manager.post("/send", message("12ab")).await?;
     assert_eq!((code, body["code"].as_str()), (400, Some("VALIDATION_ERROR")), "{body}");
-    let (code, body) = manager.post("/send", message(unknown), &[]).await?;
+    let (code, body) = manager.post("/send", message(unknown)).await?;
     assert_eq!((code, body["code"].as_str()), (422, Some("NUMBER_NOT_ON_WHATSAPP")), "{body}");
 
     let key = [("Idempotency-Key", "order-51-1")];
-    let (first_code, first) = manager.post("/send", message("5491123456789"), &key).await?;
-    let (second_code, second) = manager.post("/send", message("5491123456789"), &key).await?;
+    let (first_code, _, first) = manager.post_with_headers("/send", message("5491123456789"), &key).await?;
+    let (second_code, headers, second) =
+        manager.post_with_headers("/send", message("5491123456789"), &key).await?;
     assert_eq!((first_code, second_code), (200, 200), "{first} {second}");
     assert_eq!(first["data"]["message_id"], second["data"]["message_id"]);
+    assert_eq!(headers.get("idempotent-replayed").and_then(|v| v.to_str().ok()), Some("true"));
     let messages = env.sim_get("/__sim/messages").await?;
     assert_eq!(messages.as_array().map(Vec::len), Some(1), "{messages}");
-    assert!(manager.terminate().await?.success());
-    env.finish().await
+    env.finish(manager).await
 }
 
 #[tokio::test]
 async fn sigterm_stops_the_manager_and_leaves_no_chromium() -> Result<()> {
     let env = Env::new(sim(2000)).await?;
     let manager = env.manager(&[("AUTO_CONNECT", "always")]).await?;
-    manager.wait_state("QR_REQUIRED", SHORT).await?;
-    ensure!(!chromium_pids(env.dir.path()).is_empty(), "Chromium runs while a QR is shown");
+    manager.wait_state("QR_REQUIRED", SHORT).await;
+    assert!(!env.chromium_pids().is_empty(), "Chromium runs while a QR is shown");
     assert!(manager.terminate().await?.success());
-    ensure!(chromium_pids(env.dir.path()).is_empty(), "Chromium left: {:?}", chromium_pids(env.dir.path()));
-    env.finish().await
+    assert_eq!(env.chromium_pids(), Vec::<i32>::new(), "Chromium left right after the manager exited");
+    env.stop().await
+}
+
+/// The `data:` payloads of the complete `status` events in an SSE text.
+fn status_events(text: &str) -> Vec<Value> {
+    text.split("\n\n")
+        .filter(|block| block.lines().any(|l| l == "event: status"))
+        .filter_map(|block| block.lines().find_map(|l| l.strip_prefix("data: ")))
+        .filter_map(|data| serde_json::from_str(data).ok())
+        .collect()
 }
 
 #[tokio::test]
-async fn the_event_stream_sends_the_status_on_subscribe_and_on_change() -> Result<()> {
-    let env = Env::new(sim(2000)).await?;
-    let manager = env.manager(&[]).await?;
-    let mut response = env.http.get(format!("{}/events", manager.url)).send().await?;
+async fn the_event_stream_sends_the_status_on_subscribe_and_every_change_including_qr_rotation() -> Result<()>
+{
+    let env = Env::new(sim(400)).await?;
+    let manager = env.manager(&[("MAX_QR_ATTEMPTS", "50")]).await?;
+    let http = reqwest::Client::new();
+    let mut response = http.get(format!("{}/events", manager.url)).send().await?;
     assert_eq!(response.status().as_u16(), 200);
+    manager.connect().await?;
     let mut seen = String::new();
-    manager.post("/connect", None, &[]).await?;
     let deadline = tokio::time::Instant::now() + SHORT;
-    while !seen.contains("\"QR_REQUIRED\"") {
-        let chunk =
-            tokio::time::timeout_at(deadline, response.chunk()).await.context("no QR_REQUIRED event")??;
-        seen.push_str(&String::from_utf8_lossy(&chunk.context("stream ended")?));
-    }
-    assert!(seen.starts_with("event: status"), "{seen}");
-    assert!(seen.contains("\"INIT\""), "the first event is the current status: {seen}");
+    let qr_events = loop {
+        let events = status_events(&seen);
+        let qrs: Vec<Value> =
+            events.iter().filter(|e| e["qr"].is_object()).map(|e| e["qr"].clone()).collect();
+        if qrs.len() >= 2 {
+            break (events, qrs);
+        }
+        let chunk = tokio::time::timeout_at(deadline, response.chunk())
+            .await
+            .with_context(|| format!("no second QR event within {SHORT:?}: {seen}"))??;
+        seen.push_str(&String::from_utf8_lossy(&chunk.context("the stream ended")?));
+    };
+    let (events, qrs) = qr_events;
+    assert_eq!(events[0]["state"], "INIT", "the first event is the current status: {seen}");
+    assert!(events.iter().any(|e| e["state"] == "CONNECTING"), "{seen}");
+    assert_eq!(qrs[0]["attempts"], 1);
+    assert_eq!(qrs[1]["attempts"], 2);
+    assert_ne!(qrs[0]["url"], qrs[1]["url"], "the rotation brings a new code");
+    assert_eq!(decode_qr_data_url(qrs[1]["base64"].as_str().context("base64")?)?, qrs[1]["url"]);
     drop(response);
-    assert!(manager.terminate().await?.success());
-    env.finish().await
+    env.finish(manager).await
 }
