@@ -9,7 +9,6 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use base64::Engine;
 use chromiumoxide::cdp::browser_protocol::emulation::{
     ClearDeviceMetricsOverrideParams, SetDeviceMetricsOverrideParams,
 };
@@ -121,16 +120,6 @@ async fn type_into(page: &Page, selector: &str, input: &str) {
         .unwrap_or_else(|e| panic!("typing into {selector}: {e}"));
 }
 
-fn decode_qr_data_url(data_url: &str) -> String {
-    let b64 = data_url.strip_prefix("data:image/png;base64,").expect("a PNG data URL");
-    let png = base64::engine::general_purpose::STANDARD.decode(b64).expect("valid base64");
-    let image = image::load_from_memory(&png).expect("a decodable PNG").to_luma8();
-    let mut prepared = rqrr::PreparedImage::prepare(image);
-    let grids = prepared.detect_grids();
-    assert_eq!(grids.len(), 1, "exactly one QR code in the page's image");
-    grids[0].decode().expect("the QR decodes").1
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn an_admin_runs_the_whatsapp_session_from_the_hubs_page() {
     let options = StackOptions {
@@ -227,7 +216,7 @@ async fn scenario(stack: &mut Stack, browser: &TestBrowser) {
     let shown_qr = text(&page, "document.getElementById('qr-image').src").await;
     let (_, sim_state) = sim.get("/__sim/state").await.expect("the simulator's state");
     assert_eq!(
-        decode_qr_data_url(&shown_qr),
+        e2e::decode_qr_data_url(&shown_qr).expect("the page's QR image decodes"),
         sim_state["qr"].as_str().expect("the simulator shows a QR"),
         "the page's QR image encodes what WhatsApp Web draws"
     );

@@ -3,23 +3,11 @@
 
 use std::time::Duration;
 
-use base64::Engine;
 use e2e::{
     JsonClient, Service, Stack, StackOptions, TEST_JWT_SECRET, free_port, get_with_token, post_with_token,
     wait_until,
 };
 use serde_json::{Value, json};
-
-/// Decodes a `data:image/png;base64,...` QR image to the string it encodes.
-fn decode_qr_data_url(data_url: &str) -> String {
-    let b64 = data_url.strip_prefix("data:image/png;base64,").expect("a PNG data URL");
-    let png = base64::engine::general_purpose::STANDARD.decode(b64).expect("valid base64");
-    let image = image::load_from_memory(&png).expect("a decodable PNG").to_luma8();
-    let mut prepared = rqrr::PreparedImage::prepare(image);
-    let grids = prepared.detect_grids();
-    assert_eq!(grids.len(), 1, "exactly one QR code in the image");
-    grids[0].decode().expect("the QR decodes").1
-}
 
 async fn admin_status(hub: &str, token: &str) -> Option<Value> {
     let (status, body) = get_with_token(hub, "/api/admin/whatsapp/status", token).await.ok()?;
@@ -42,7 +30,11 @@ async fn login_connect_scan_and_send_through_the_hub_reach_the_simulator() {
     })
     .await;
     let url = qr["url"].as_str().expect("qr.url is a string");
-    assert_eq!(decode_qr_data_url(qr["base64"].as_str().expect("qr.base64")), url, "the PNG encodes qr.url");
+    assert_eq!(
+        e2e::decode_qr_data_url(qr["base64"].as_str().expect("qr.base64")).expect("the QR decodes"),
+        url,
+        "the PNG encodes qr.url"
+    );
     assert_eq!(qr["attempts"], 1);
 
     let sim = stack.sim_client().unwrap();

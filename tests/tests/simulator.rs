@@ -8,7 +8,6 @@
 use std::path::Path;
 use std::time::Duration;
 
-use base64::Engine;
 use chromiumoxide::page::Page;
 use e2e::{JsonClient, TestBrowser, assert_no_chromium_using, eval, wait_until};
 use serde_json::{Value, json};
@@ -144,13 +143,8 @@ async fn canvas_qr(page: &Page) -> (String, String) {
     let js = "(() => { const h = document.querySelector('div[data-ref]'); \
               return {ref: h.getAttribute('data-ref'), png: h.querySelector('canvas[aria-label^=\"Scan\"]').toDataURL()}; })()";
     let drawn = eval(page, js).await.expect("read the QR canvas");
-    let png_b64 = drawn["png"].as_str().expect("png").trim_start_matches("data:image/png;base64,");
-    let png = base64::engine::general_purpose::STANDARD.decode(png_b64).expect("canvas PNG is base64");
-    let image = image::load_from_memory(&png).expect("canvas PNG decodes").to_luma8();
-    let mut prepared = rqrr::PreparedImage::prepare(image);
-    let grids = prepared.detect_grids();
-    assert_eq!(grids.len(), 1, "expected one QR code in the canvas");
-    let (_, decoded) = grids[0].decode().expect("the canvas QR decodes");
+    let decoded =
+        e2e::decode_qr_data_url(drawn["png"].as_str().expect("png")).expect("the canvas QR decodes");
     (drawn["ref"].as_str().expect("data-ref").to_owned(), decoded)
 }
 
