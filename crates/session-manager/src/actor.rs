@@ -315,16 +315,25 @@ impl Actor {
             }
             BridgeEvent::Error { reason, detail } => {
                 tracing::warn!(reason, detail, "the bridge reported an error");
-                (reason == "module_missing").then(|| {
-                    Event::LaunchFailed(Failure {
-                        code: ErrorCode::PageLoadFailed,
-                        message: format!(
-                            "WhatsApp Web loaded without the modules the bridge needs ({})",
-                            detail.unwrap_or_default()
-                        ),
-                        hint: "A new WhatsApp build: the bridge (bridge.js) needs an update".into(),
-                    })
-                })
+                let detail = detail.unwrap_or_default();
+                let (message, hint) = match reason.as_str() {
+                    "module_missing" => (
+                        format!("WhatsApp Web loaded without the modules the bridge needs ({detail})"),
+                        "A new WhatsApp build: the bridge (bridge.js) needs an update",
+                    ),
+                    // Otherwise the session would wait in CONNECTING for a QR that never comes.
+                    "qr_unavailable" => (
+                        format!("WhatsApp Web asks for a login but its QR could not be read ({detail})"),
+                        "POST /connect to retry; if it repeats, POST /clear-session (a corrupt profile) \
+                         or update the bridge (bridge.js) for a new WhatsApp build",
+                    ),
+                    _ => return None,
+                };
+                Some(Event::LaunchFailed(Failure {
+                    code: ErrorCode::PageLoadFailed,
+                    message,
+                    hint: hint.into(),
+                }))
             }
         }
     }
@@ -371,7 +380,8 @@ impl Actor {
                 None
             }
             Effect::UnlinkDevice => {
-                self.bridge_call("logout").await;
+                // Best effort: the profile is wiped after this either way.
+                let _ = self.bridge_call("logout").await;
                 None
             }
             Effect::WipeProfile => {
@@ -388,14 +398,23 @@ impl Actor {
                 self.backup = Some(backup);
                 None
             }
-            Effect::RefreshQr => {
-                self.bridge_call("refreshQr").await;
-                None
-            }
-            Effect::Takeover => {
-                self.bridge_call("takeover").await;
-                None
-            }
+            Effect::RefreshQr => self.bridge_call("refreshQr").await.err().map(|cause| {
+                Event::LaunchFailed(Failure {
+                    code: ErrorCode::ConnectionError,
+                    message: format!("The QR codes ran out and asking WhatsApp Web for new ones failed: {cause}"),
+                    hint: "POST /connect to start again; if it repeats, the bridge (bridge.js) needs an update"
+                        .into(),
+                })
+            }),
+            Effect::Takeover => self.bridge_call("takeover").await.err().map(|cause| {
+                Event::LaunchFailed(Failure {
+                    code: ErrorCode::Conflict,
+                    message: format!(
+                        "WhatsApp Web was opened in another browser and taking the session back failed: {cause}"
+                    ),
+                    hint: "Close the other WhatsApp Web, then POST /connect".into(),
+                })
+            }),
             Effect::ScheduleReconnect(delay) => {
                 Metrics::inc(&self.metrics.reconnects);
                 self.reconnect_at = Some(Instant::now() + delay);
@@ -414,16 +433,24 @@ impl Actor {
         }
     }
 
-    async fn bridge_call(&self, function: &str) {
-        let Some(page) = &self.page else { return };
-        match bridge::call::<bridge::Empty>(page, function, &[], BRIDGE_CALL_TIMEOUT).await {
-            Ok(Some(answer)) if answer.ok => tracing::info!(function, "bridge call done"),
-            Ok(Some(answer)) => {
-                tracing::warn!(function, reason = ?answer.reason, detail = ?answer.detail, "bridge call refused")
-            }
-            Ok(None) => tracing::warn!(function, "bridge call timed out"),
-            Err(e) => tracing::warn!(function, error = %e, "bridge call failed"),
+    /// Calls `window.__lm.<function>()` in the page; `Err` says why it did not happen.
+    async fn bridge_call(&self, function: &str) -> Result<(), String> {
+        let Some(page) = &self.page else { return Err("no page is open".into()) };
+        let outcome = match bridge::call::<bridge::Empty>(page, function, &[], BRIDGE_CALL_TIMEOUT).await {
+            Ok(Some(answer)) if answer.ok => Ok(()),
+            Ok(Some(answer)) => Err(format!(
+                "the page refused {function}: {} {}",
+                answer.reason.unwrap_or_default(),
+                answer.detail.unwrap_or_default()
+            )),
+            Ok(None) => Err(format!("{function} did not answer within {BRIDGE_CALL_TIMEOUT:?}")),
+            Err(e) => Err(format!("{function} failed: {e}")),
+        };
+        match &outcome {
+            Ok(()) => tracing::info!(function, "bridge call done"),
+            Err(cause) => tracing::warn!(function, cause, "bridge call did not succeed"),
         }
+        outcome
     }
 
     fn since_launch_ms(&self) -> u64 {

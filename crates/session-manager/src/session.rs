@@ -32,7 +32,8 @@ pub struct Failure {
 pub enum Event {
     /// `POST /connect`, or boot with a saved session.
     Connect,
-    /// Chromium did not start, or WhatsApp Web did not load.
+    /// The session cannot go on: Chromium did not start, WhatsApp Web did not load, or the page
+    /// failed a step it must do (read the QR, take the session back).
     LaunchFailed(Failure),
     /// The page shows a (new) login QR; `data_url` is its PNG rendering.
     QrReceived { code: String, data_url: String, at_ms: i64 },

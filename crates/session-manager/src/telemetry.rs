@@ -3,6 +3,11 @@
 
 use tracing_subscriber::EnvFilter;
 
+/// Without RUST_LOG: our info, and chromiumoxide's errors only. Its handler warns "WS Invalid
+/// message" for every CDP event that Chromium (newer than the crate's protocol) sends and it does
+/// not know: harmless, and otherwise a line per event.
+const DEFAULT_FILTER: &str = "info,chromiumoxide=error,tungstenite=warn";
+
 tokio::task_local! {
     /// The `X-Request-ID` of the request this task is serving.
     pub static REQUEST_ID: String;
@@ -15,8 +20,7 @@ pub fn current_request_id() -> Option<String> {
 
 /// Installs the global subscriber. `RUST_LOG` overrides the default filter.
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,chromiumoxide=warn,tungstenite=warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     // A second init (tests building several apps in one process) keeps the first subscriber.

@@ -88,17 +88,22 @@ async fn request_context(request: Request, next: Next) -> Response {
         path = %request.uri().path(),
         cliente_id = %cliente_id,
     );
+    // Reads that pollers repeat every few seconds log at DEBUG; everything else at INFO.
+    let routine = request.method() == axum::http::Method::GET
+        && matches!(request.uri().path(), "/status" | "/health" | "/metrics" | "/qr-code");
     let started = Instant::now();
     let mut response = REQUEST_ID.scope(id.clone(), next.run(request)).instrument(span.clone()).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
+    let status = response.status().as_u16();
+    let latency_ms = started.elapsed().as_millis() as u64;
     span.in_scope(|| {
-        tracing::info!(
-            status = response.status().as_u16(),
-            latency_ms = started.elapsed().as_millis() as u64,
-            "request"
-        )
+        if routine && status < 400 {
+            tracing::debug!(status, latency_ms, "request");
+        } else {
+            tracing::info!(status, latency_ms, "request");
+        }
     });
     response
 }
