@@ -2,7 +2,9 @@
 //! `scripts/bench-central-hub`. Not a session-manager: it answers the HTTP contract from memory.
 //!
 //! `MANAGER_DOUBLE_PORT` (default 0), `MANAGER_DOUBLE_MODE` (`normal` or `no-events`: no `/events`,
-//! so the hub must ask `/status` for every poll). Prints `manager-double listening on http://ADDR`;
+//! so the hub must ask `/status` for every poll), `MANAGER_DOUBLE_STATE` (`ready`, the default, or
+//! `qr`: QR_REQUIRED with a QR data URL of `MANAGER_DOUBLE_QR_BYTES`, default 6000, like a real
+//! PNG's). Prints `manager-double listening on http://ADDR`;
 //! `GET /__double/counts` answers the requests received per route.
 
 #[path = "../tests/api/manager_double.rs"]
@@ -28,7 +30,16 @@ async fn main() -> std::process::ExitCode {
         _ => Mode::Normal,
     };
     let double = ManagerDouble::spawn_on(mode, port).await;
-    double.set_state(SessionState::Ready);
+    if std::env::var("MANAGER_DOUBLE_STATE").as_deref() == Ok("qr") {
+        let size = std::env::var("MANAGER_DOUBLE_QR_BYTES").ok().and_then(|v| v.parse().ok()).unwrap_or(6000);
+        let mut status = manager_double::status_in(SessionState::QrRequired);
+        if let Some(qr) = status.qr.as_mut() {
+            qr.base64 = format!("data:image/png;base64,{}", "A".repeat(size));
+        }
+        double.set_status(status);
+    } else {
+        double.set_state(SessionState::Ready);
+    }
     println!("manager-double listening on {}", double.url);
     let _ = std::io::stdout().flush();
     let _ = tokio::signal::ctrl_c().await;

@@ -60,6 +60,11 @@ pub struct ServeArgs {
     /// The login rate-limit window, in seconds.
     #[arg(long, env = "LOGIN_WINDOW_SECONDS", default_value_t = 300)]
     pub login_window_seconds: u64,
+    /// How long a user's row (enabled, role, client id) is reused by authenticated requests before
+    /// it is read from the database again, in milliseconds. A disabled user is refused at the
+    /// latest this long after the change; 0 reads the database on every request.
+    #[arg(long, env = "AUTH_CACHE_TTL_MS", default_value_t = 2_000)]
+    pub auth_cache_ttl_ms: u64,
     /// Take the client IP from `X-Real-IP` / `X-Forwarded-For` (only behind a trusted proxy like nginx).
     #[arg(long, env = "TRUST_PROXY_HEADERS", default_value_t = false)]
     pub trust_proxy_headers: bool,
@@ -84,6 +89,7 @@ pub struct Config {
     pub login_max_attempts_per_ip: u32,
     pub login_max_failures_per_account: u32,
     pub login_window: Duration,
+    pub auth_cache_ttl: Duration,
     pub trust_proxy_headers: bool,
 }
 
@@ -149,6 +155,7 @@ impl Config {
             login_max_attempts_per_ip: args.login_max_attempts_per_ip,
             login_max_failures_per_account: args.login_max_failures_per_account,
             login_window: Duration::from_secs(args.login_window_seconds),
+            auth_cache_ttl: Duration::from_millis(args.auth_cache_ttl_ms),
             trust_proxy_headers: args.trust_proxy_headers,
         })
     }
@@ -204,6 +211,7 @@ impl fmt::Debug for Config {
             .field("login_max_attempts_per_ip", &self.login_max_attempts_per_ip)
             .field("login_max_failures_per_account", &self.login_max_failures_per_account)
             .field("login_window_s", &self.login_window.as_secs())
+            .field("auth_cache_ttl_ms", &self.auth_cache_ttl.as_millis())
             .field("trust_proxy_headers", &self.trust_proxy_headers)
             .finish()
     }

@@ -2,10 +2,15 @@
 //! `StatusBody` kept in a `watch`, so any number of pollers and browsers cost the manager nothing.
 //! Reconnects with exponential back-off; while the stream is down, `live` is false and readers
 //! fall back to asking the manager directly.
+//!
+//! Each status is serialized to JSON once, when it arrives, and kept next to it: a poll answers
+//! those bytes as they are (a QR status carries a data URL of several KB, and pollers outnumber
+//! changes by thousands to one).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Bytes;
 use futures_util::StreamExt;
 use shared_contracts::StatusBody;
 use tokio::sync::watch;
@@ -25,7 +30,27 @@ const IDLE_LIMIT: Duration = Duration::from_secs(90);
 pub struct FeedSnapshot {
     /// The event stream is connected, so `status` is current.
     pub live: bool,
-    pub status: Option<Arc<StatusBody>>,
+    pub status: Option<Arc<CachedStatus>>,
+}
+
+/// A status as received, with its JSON serialized once for every reader.
+#[derive(Debug)]
+pub struct CachedStatus {
+    pub body: StatusBody,
+    /// `body` as JSON (what `GET /status` would answer).
+    pub json: Bytes,
+}
+
+impl CachedStatus {
+    pub fn new(body: StatusBody) -> Result<Self, serde_json::Error> {
+        let json = Bytes::from(serde_json::to_vec(&body)?);
+        Ok(Self { body, json })
+    }
+
+    /// The JSON as text (it is valid UTF-8: serde_json wrote it).
+    pub fn json_str(&self) -> &str {
+        std::str::from_utf8(&self.json).unwrap_or_default()
+    }
 }
 
 #[derive(Clone)]
@@ -46,7 +71,7 @@ impl StatusFeed {
     }
 
     /// The current status, when the stream is live (else `None`: ask the manager).
-    pub fn live_status(&self) -> Option<Arc<StatusBody>> {
+    pub fn live_status(&self) -> Option<Arc<CachedStatus>> {
         let snapshot = self.rx.borrow();
         if snapshot.live { snapshot.status.clone() } else { None }
     }
@@ -136,7 +161,7 @@ async fn follow(
             if !matches!(event.name.as_str(), "status" | "message" | "") {
                 continue;
             }
-            match serde_json::from_str::<StatusBody>(&event.data) {
+            match serde_json::from_str::<StatusBody>(&event.data).and_then(CachedStatus::new) {
                 Ok(status) => {
                     // The manager sends the full status on subscribe: the cache is live from the
                     // first event on, and readers ask directly until then.

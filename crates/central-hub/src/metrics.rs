@@ -41,6 +41,11 @@ impl Metrics {
         self.manager_requests.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Requests sent to the session-manager so far (each retry counts).
+    pub fn manager_requests(&self) -> u64 {
+        self.manager_requests.load(Ordering::Relaxed)
+    }
+
     pub fn status_from_cache(&self) {
         self.status_from_cache.fetch_add(1, Ordering::Relaxed);
     }

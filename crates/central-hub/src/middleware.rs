@@ -1,16 +1,35 @@
 //! The request layer: request id (kept or created, echoed back, forwarded upstream), one log line
-//! per request with user, route, status and latency, and the request counters.
+//! per request with user, route, status and latency (at DEBUG for probes and successful status
+//! polls, which arrive thousands of times a second; at INFO or WARN for everything else), and the
+//! request counters.
 
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::HeaderValue;
+use axum::http::{HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 use shared_contracts::REQUEST_ID_HEADER;
 
 use crate::request_context::{RequestContext, accept_request_id};
 use crate::state::AppState;
+
+/// Health checks and metrics scrapes: polled constantly, logged at DEBUG whatever they answer.
+fn is_probe(route: &str) -> bool {
+    matches!(route, "/health" | "/metrics")
+}
+
+/// The status polls of the admin page and of client apps (every second or so per open page, and
+/// served from memory): a success is logged at DEBUG, so the INFO log keeps the requests that do
+/// something. Their failures, and every other request, stay at INFO (5xx at WARN).
+fn is_status_poll(route: &str) -> bool {
+    matches!(route, "/api/admin/whatsapp/status" | "/api/whatsapp/{cliente_id}/status")
+}
+
+/// A random (v4) UUID from the thread's generator: no system call per request.
+fn new_request_id() -> String {
+    uuid::Builder::from_random_bytes(rand::random()).into_uuid().to_string()
+}
 
 pub async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -19,7 +38,7 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
         .get(REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(accept_request_id)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        .unwrap_or_else(new_request_id);
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -35,8 +54,7 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
     let latency_ms = started.elapsed().as_millis() as u64;
     let user = user.get().map_or("-", String::as_str);
     state.metrics.request(&route, method.as_str(), status);
-    // Probes are polled constantly: keep them out of the info log.
-    if route == "/health" || route == "/metrics" {
+    if is_probe(&route) || (is_status_poll(&route) && method == Method::GET && status < 400) {
         tracing::debug!(%request_id, %method, %path, %route, status, latency_ms, user, "request");
     } else if status >= 500 {
         tracing::warn!(%request_id, %method, %path, %route, status, latency_ms, user, "request");

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::auth::{JwtKeys, password};
+use crate::auth::{JwtKeys, UserCache, password};
 use crate::client::SessionManagerClient;
 use crate::config::Config;
 use crate::db::{AuditEntry, DbError, NewUser, Store};
@@ -77,6 +77,7 @@ impl Application {
         let state = AppState {
             jwt: Arc::new(JwtKeys::new(config.jwt_secret.as_bytes(), config.jwt_ttl)),
             login_limits: Arc::new(LoginLimits::from_config(&config)),
+            users: Arc::new(UserCache::new(config.auth_cache_ttl)),
             config: Arc::new(config),
             store,
             manager,

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::JwtKeys;
 use crate::auth::rate_limit::SlidingWindow;
+use crate::auth::{JwtKeys, UserCache};
 use crate::client::SessionManagerClient;
 use crate::config::Config;
 use crate::db::Store;
@@ -21,6 +21,8 @@ pub struct AppState {
     pub feed: StatusFeed,
     pub metrics: Arc<Metrics>,
     pub login_limits: Arc<LoginLimits>,
+    /// Users read by the auth extractor, kept for `AUTH_CACHE_TTL_MS`.
+    pub users: Arc<UserCache>,
     /// Cancelled at shutdown: ends the event streams so the server can drain.
     pub shutdown: CancellationToken,
 }

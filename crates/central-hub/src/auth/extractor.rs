@@ -1,7 +1,10 @@
 //! `AuthUser`: the caller of a protected route, from `Authorization: Bearer <jwt>`.
 //!
-//! The token proves who the caller is; what they may do is read from the store on every request,
-//! so a disabled account is locked out at once, even with a token that has not expired.
+//! The token proves who the caller is; what they may do (enabled, role, client id) is read from the
+//! store, through the short-lived [`UserCache`](super::UserCache): a disabled account is locked out
+//! within `AUTH_CACHE_TTL_MS` (default 2 s), even with a token that has not expired.
+
+use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
@@ -16,11 +19,11 @@ const LOGIN_HINT: &str = "Log in with POST /auth/login and send the token as `Au
 
 /// An authenticated, enabled user.
 #[derive(Clone, Debug)]
-pub struct AuthUser(pub User);
+pub struct AuthUser(pub Arc<User>);
 
 /// An authenticated admin.
 #[derive(Clone, Debug)]
-pub struct AdminUser(pub User);
+pub struct AdminUser(pub Arc<User>);
 
 impl AuthUser {
     /// Admins may act for any client; a client only for its own id.
@@ -58,11 +61,19 @@ impl FromRequestParts<AppState> for AuthUser {
             .ok_or_else(|| unauthorized("the Authorization header is not `Bearer <token>`"))?;
         let claims = state.jwt.verify(token).map_err(|e| unauthorized(e.to_string()))?;
         let id: i64 = claims.sub.parse().map_err(|_| unauthorized("the token's subject is not a user id"))?;
-        let user = state
-            .store
-            .find_user(id)
-            .await?
-            .ok_or_else(|| unauthorized("the token's user no longer exists"))?;
+        let user = match state.users.get(id) {
+            Some(user) => user,
+            None => {
+                let user = state
+                    .store
+                    .find_user(id)
+                    .await?
+                    .ok_or_else(|| unauthorized("the token's user no longer exists"))?;
+                let user = Arc::new(user);
+                state.users.insert(user.clone());
+                user
+            }
+        };
         crate::request_context::set_current_user(user.email.clone());
         if user.is_disabled() {
             return Err(ApiError::Forbidden {

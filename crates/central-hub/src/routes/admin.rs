@@ -32,7 +32,7 @@ pub fn router() -> Router<AppState> {
 async fn status(State(state): State<AppState>, AdminUser(_): AdminUser) -> Result<Response, ApiError> {
     if let Some(status) = state.feed.live_status() {
         state.metrics.status_from_cache();
-        return Ok(Json(&*status).into_response());
+        return Ok(super::cached_status_response(&status));
     }
     Ok(Json(state.manager.status().await?).into_response())
 }
@@ -121,7 +121,7 @@ async fn events(
         // A status from a dead stream is stale: the `upstream` event says so, and the next live
         // status follows when the stream is back.
         if let (true, Some(status)) = (snapshot.live, &snapshot.status) {
-            out.push(Event::default().event("status").json_data(&**status));
+            out.push(Ok(Event::default().event("status").data(status.json_str())));
         }
         stream::iter(out.into_iter().filter_map(Result::ok).map(Ok))
     });

@@ -123,5 +123,9 @@ mod tests {
         headers.insert("x-forwarded-for", "203.0.113.9, 198.51.100.7".parse().unwrap());
         assert_eq!(client_ip(&headers, peer, false), "127.0.0.1");
         assert_eq!(client_ip(&headers, peer, true), "198.51.100.7");
+        headers.insert("x-real-ip", "203.0.113.4".parse().unwrap());
+        assert_eq!(client_ip(&headers, peer, true), "203.0.113.4", "X-Real-IP (set by nginx) first");
+        headers.insert("x-real-ip", "not an address".parse().unwrap());
+        assert_eq!(client_ip(&headers, peer, true), "127.0.0.1", "a value that is no address is ignored");
     }
 }

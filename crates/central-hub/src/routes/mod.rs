@@ -7,9 +7,11 @@ pub mod health;
 pub mod whatsapp;
 
 use axum::Router;
-use axum::http::{Method, Uri};
+use axum::http::{HeaderValue, Method, Uri, header};
+use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
+use crate::feed::CachedStatus;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -29,4 +31,11 @@ async fn not_found(method: Method, uri: Uri) -> ApiError {
 
 async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     ApiError::MethodNotAllowed { method: method.to_string(), path: uri.path().to_owned() }
+}
+
+/// A status from the event stream, answered as the JSON serialized when it arrived (no per-poll
+/// serialization; the body is a reference-counted `Bytes`).
+pub(crate) fn cached_status_response(status: &CachedStatus) -> Response {
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], status.json.clone())
+        .into_response()
 }

@@ -3,13 +3,13 @@
 
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use shared_contracts::{
     ClienteId, IDEMPOTENCY_KEY_HEADER, MessageText, PhoneNumber, QrInfo, SendRequest, SendResponse,
-    StatusBody,
 };
 
 use crate::auth::AuthUser;
@@ -37,13 +37,13 @@ async fn status(
     State(state): State<AppState>,
     user: AuthUser,
     Path(raw): Path<String>,
-) -> Result<Json<StatusBody>, ApiError> {
+) -> Result<Response, ApiError> {
     authorize(&user, &raw)?;
     if let Some(status) = state.feed.live_status() {
         state.metrics.status_from_cache();
-        return Ok(Json((*status).clone()));
+        return Ok(super::cached_status_response(&status));
     }
-    Ok(Json(state.manager.status().await?))
+    Ok(Json(state.manager.status().await?).into_response())
 }
 
 async fn qr_code(

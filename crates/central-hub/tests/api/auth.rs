@@ -6,7 +6,7 @@ use central_hub::auth::{Claims, JwtKeys};
 use serde_json::json;
 use shared_contracts::{Role, SessionState};
 
-use crate::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, spawn_app, spawn_app_with, status_and_json};
+use crate::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, spawn_app, spawn_app_with, status_and_json};
 use crate::manager_double::{ManagerDouble, Mode};
 
 const ADMIN_STATUS: &str = "/api/admin/whatsapp/status";
@@ -59,7 +59,8 @@ async fn tokens_that_are_missing_forged_expired_or_unsigned_get_401() {
 async fn roles_client_ids_and_disabled_accounts_get_403() {
     let manager = ManagerDouble::spawn(Mode::Normal).await;
     manager.set_state(SessionState::QrRequired);
-    let app = spawn_app(&manager.url).await;
+    // No user cache: every request reads the store, so a disable is seen by the very next request.
+    let app = spawn_app_with(&manager.url, |args| args.auth_cache_ttl_ms = 0).await;
     app.add_user("client7@test.io", "client password 7", Role::Client, Some(7)).await;
     let client = app.token("client7@test.io", "client password 7").await;
     let admin = app.admin_token().await;
@@ -93,7 +94,7 @@ async fn roles_client_ids_and_disabled_accounts_get_403() {
         );
     }
 
-    // Disabling locks the account out at once, existing token included.
+    // With AUTH_CACHE_TTL_MS=0, disabling locks the account out at once, existing token included.
     assert!(app.state.store.set_disabled("client7@test.io", true).await.unwrap());
     let (status, body) = status_and_json(app.get("/api/whatsapp/7/status", Some(&client)).await).await;
     assert_eq!(
@@ -103,6 +104,93 @@ async fn roles_client_ids_and_disabled_accounts_get_403() {
     );
     let (status, body) = status_and_json(app.login("client7@test.io", "client password 7").await).await;
     assert_eq!(status, 403, "a disabled user cannot log in: {body}");
+    app.stop().await;
+}
+
+/// Polls `path` every 20 ms until it answers `want` (10 s at most); returns that body.
+async fn status_within_deadline(app: &TestApp, path: &str, token: &str, want: u16) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (status, body) = status_and_json(app.get(path, Some(token)).await).await;
+        if status == want {
+            return body;
+        }
+        assert!(std::time::Instant::now() < deadline, "{path} still answers {status}, not {want}: {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_disable_reaches_a_hub_with_a_user_cache_within_its_ttl() {
+    let manager = ManagerDouble::spawn(Mode::Normal).await;
+    manager.set_state(SessionState::Ready);
+
+    // A long TTL shows the cache is in use: the disable is not seen yet (this is the bound the TTL puts).
+    let cached = spawn_app_with(&manager.url, |args| args.auth_cache_ttl_ms = 600_000).await;
+    cached.add_user("c9@test.io", "client password 9", Role::Client, Some(9)).await;
+    let token = cached.token("c9@test.io", "client password 9").await;
+    assert_eq!(cached.get("/api/whatsapp/9/status", Some(&token)).await.status(), 200);
+    assert!(cached.state.store.set_disabled("c9@test.io", true).await.unwrap());
+    assert_eq!(
+        cached.get("/api/whatsapp/9/status", Some(&token)).await.status(),
+        200,
+        "within the TTL the cached row (enabled) is still used"
+    );
+    cached.stop().await;
+
+    // A short TTL: the same disable refuses the existing token once the cached row expires.
+    let app = spawn_app_with(&manager.url, |args| args.auth_cache_ttl_ms = 200).await;
+    app.add_user("c9@test.io", "client password 9", Role::Client, Some(9)).await;
+    let token = app.token("c9@test.io", "client password 9").await;
+    assert_eq!(app.get("/api/whatsapp/9/status", Some(&token)).await.status(), 200);
+    assert!(app.state.store.set_disabled("c9@test.io", true).await.unwrap());
+    let body = status_within_deadline(&app, "/api/whatsapp/9/status", &token, 403).await;
+    assert_eq!(body["code"], "FORBIDDEN", "{body}");
+    assert!(body["error"].as_str().unwrap().contains("disabled"), "{body}");
+    // Re-enabling reaches it the same way.
+    assert!(app.state.store.set_disabled("c9@test.io", false).await.unwrap());
+    let body = status_within_deadline(&app, "/api/whatsapp/9/status", &token, 200).await;
+    assert_eq!(body["state"], "READY", "{body}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_login_limit_counts_the_address_nginx_reports() {
+    let manager = ManagerDouble::spawn(Mode::Normal).await;
+    let app = spawn_app_with(&manager.url, |args| {
+        args.login_max_attempts_per_ip = 1;
+        args.trust_proxy_headers = true;
+    })
+    .await;
+    let login = |headers: &[(&str, &str)]| {
+        let mut request = app
+            .http
+            .post(format!("{}/auth/login", app.url))
+            .json(&json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send()
+    };
+    // All requests come from 127.0.0.1 (nginx); X-Real-IP tells the users apart.
+    assert_eq!(login(&[("x-real-ip", "203.0.113.1")]).await.unwrap().status(), 200);
+    let (status, body) = status_and_json(login(&[("x-real-ip", "203.0.113.1")]).await.unwrap()).await;
+    assert_eq!((status, body["detail"]["scope"].as_str()), (429, Some("client address")), "{body}");
+    assert_eq!(login(&[("x-real-ip", "203.0.113.2")]).await.unwrap().status(), 200, "another user");
+    // Without X-Real-IP, the last hop of X-Forwarded-For (the one nginx appended) counts.
+    let forwarded = [("x-forwarded-for", "198.51.100.9, 203.0.113.3")];
+    assert_eq!(login(&forwarded).await.unwrap().status(), 200);
+    let forged = [("x-forwarded-for", "192.0.2.77, 203.0.113.3")];
+    assert_eq!(login(&forged).await.unwrap().status(), 429, "a forged first hop does not evade the limit");
+    app.stop().await;
+
+    // Not trusted (the default): the headers are ignored and the peer address is the key.
+    let app = spawn_app_with(&manager.url, |args| args.login_max_attempts_per_ip = 1).await;
+    let first = app.http.post(format!("{}/auth/login", app.url)).header("x-real-ip", "203.0.113.5");
+    let body = json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD});
+    assert_eq!(first.json(&body).send().await.unwrap().status(), 200);
+    let second = app.http.post(format!("{}/auth/login", app.url)).header("x-real-ip", "203.0.113.6");
+    assert_eq!(second.json(&body).send().await.unwrap().status(), 429, "X-Real-IP ignored");
     app.stop().await;
 }
 

@@ -49,6 +49,7 @@ pub fn serve_args(manager_url: &str, database_url: &str) -> ServeArgs {
         login_max_attempts_per_ip: 1000,
         login_max_failures_per_account: 5,
         login_window_seconds: 300,
+        auth_cache_ttl_ms: 2_000,
         trust_proxy_headers: false,
     }
 }

@@ -137,6 +137,11 @@ impl ManagerDouble {
         self.state.status.send_replace(status_in(state));
     }
 
+    /// Replaces the whole status (e.g. with a realistic multi-KB QR), published on `/events` at once.
+    pub fn set_status(&self, status: StatusBody) {
+        self.state.status.send_replace(status);
+    }
+
     /// Requests received on `route` (e.g. `GET /status`).
     pub fn count(&self, route: &str) -> u64 {
         self.state.shared.counts.lock().expect("counts").get(route).copied().unwrap_or(0)

@@ -140,8 +140,10 @@ async fn two_hundred_pollers_cost_the_manager_almost_nothing_while_the_stream_is
     // A change on the manager reaches pollers through the stream.
     manager.set_state(SessionState::Ready);
     let feed = app.state.feed.clone();
-    wait_until("the hub sees READY", || feed.live_status().is_some_and(|s| s.state == SessionState::Ready))
-        .await;
+    wait_until("the hub sees READY", || {
+        feed.live_status().is_some_and(|s| s.body.state == SessionState::Ready)
+    })
+    .await;
     let (_, body) = status_and_json(app.get("/api/admin/whatsapp/status", Some(&token)).await).await;
     assert_eq!((body["state"].as_str(), body["connected"].as_bool()), (Some("READY"), Some(true)));
     app.stop().await;
@@ -165,7 +167,7 @@ async fn the_hub_resubscribes_when_the_manager_comes_back() {
     let back = ManagerDouble::spawn_on(Mode::Normal, port).await;
     back.set_state(SessionState::Ready);
     wait_until("the hub resubscribes and sees READY", || {
-        feed.live_status().is_some_and(|s| s.state == SessionState::Ready)
+        feed.live_status().is_some_and(|s| s.body.state == SessionState::Ready)
     })
     .await;
     assert_eq!(back.count("GET /events"), 1);

@@ -1,9 +1,15 @@
 //! How the hub reports a session-manager that is absent, stuck, or answering errors.
 
-use serde_json::json;
-use shared_contracts::SessionState;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use crate::helpers::{dead_url, spawn_app, spawn_app_with, status_and_json};
+use central_hub::client::SessionManagerClient;
+use central_hub::config::Config;
+use central_hub::metrics::Metrics;
+use serde_json::json;
+use shared_contracts::{ErrorCode, SessionState};
+
+use crate::helpers::{dead_url, serve_args, spawn_app, spawn_app_with, status_and_json, wait_until};
 use crate::manager_double::{ManagerDouble, Mode, RATE_LIMIT_ME};
 
 #[tokio::test]
@@ -107,4 +113,51 @@ async fn an_answer_that_is_not_the_contract_is_a_502_session_manager_error() {
     let (status, health) = status_and_json(app.get("/health", None).await).await;
     assert_eq!((status, health["status"].as_str()), (200, Some("degraded")), "{health}");
     app.stop().await;
+}
+
+/// A client of `url` that retries idempotent GETs `retries` times, with its own request counter.
+fn client_with_retries(url: &str, retries: u32) -> (SessionManagerClient, Arc<Metrics>) {
+    let mut args = serve_args(url, "sqlite::memory:");
+    args.session_manager_retries = retries;
+    let config = Config::from_args(args).unwrap();
+    let metrics = Arc::new(Metrics::default());
+    (SessionManagerClient::new(&config, metrics.clone()).unwrap(), metrics)
+}
+
+#[tokio::test]
+async fn gets_are_retried_with_back_off_on_a_connection_failure_and_posts_never() {
+    let url = dead_url().await;
+    let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
+
+    // Nothing listens: a POST is tried exactly once (it might not be idempotent)...
+    let (client, metrics) = client_with_retries(&url, 2);
+    let err = client.connect().await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::SessionManagerUnreachable, "{err}");
+    assert_eq!(metrics.manager_requests(), 1, "a POST is never retried");
+    // ...and a GET 1 + 2 times, pausing 100 ms then 200 ms in between (the back-off).
+    let started = Instant::now();
+    let err = client.status().await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::SessionManagerUnreachable, "{err}");
+    assert_eq!(metrics.manager_requests(), 1 + 3, "a GET is tried 1 + SESSION_MANAGER_RETRIES times");
+    assert!(started.elapsed() >= Duration::from_millis(300), "the retries wait between attempts");
+
+    // A manager that comes up while a GET is backing off is reached by the next retry.
+    let (client, metrics) = client_with_retries(&url, 6);
+    let pending = tokio::spawn({
+        let client = client.clone();
+        async move { client.status().await }
+    });
+    let counter = metrics.clone();
+    wait_until("the first attempt failed and a retry started", || counter.manager_requests() >= 2).await;
+    let manager = ManagerDouble::spawn_on(Mode::Normal, port).await;
+    manager.set_state(SessionState::Ready);
+    let status = pending.await.unwrap().expect("a retry reaches the manager once it listens");
+    assert_eq!(status.state, SessionState::Ready);
+    assert!(metrics.manager_requests() >= 2, "it took more than one attempt");
+    assert_eq!(manager.count("GET /status"), 1, "only the successful attempt reached the manager");
+
+    // The POST that failed before the manager came up was not replayed: only this one arrives.
+    client.connect().await.expect("the manager is up");
+    assert_eq!(manager.count("POST /connect"), 1);
+    manager.stop().await;
 }
