@@ -122,12 +122,36 @@ fn the_site_config_never_routes_to_the_session_manager() {
     assert!(!directives.iter().any(|line| line.contains(":3001")), "no directive names the manager's port");
 }
 
-/// nginx running in the foreground for one test; killed when dropped.
+/// nginx running in the foreground, in its own process group, for one test. Dropped, it is asked to
+/// stop (SIGTERM: the master stops its workers), and its whole group is killed if it lingers, so no
+/// worker outlives the test.
 struct RunningNginx(std::process::Child);
+
+impl RunningNginx {
+    fn start(site: &NginxSite, dir: &Path) -> RunningNginx {
+        let child = nginx_command(site, dir)
+            .args(["-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("nginx starts");
+        RunningNginx(child)
+    }
+}
 
 impl Drop for RunningNginx {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        let group = Pid::from_raw(i32::try_from(self.0.id()).expect("pids fit in i32"));
+        let _ = nix::sys::signal::kill(group, Signal::SIGTERM);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = killpg(group, Signal::SIGKILL);
         let _ = self.0.wait();
     }
 }
@@ -153,14 +177,7 @@ async fn https_through_nginx_reaches_hub_manager_chromium_and_simulator_but_neve
     let stack = Stack::start(StackOptions::default()).await.expect("the stack starts");
     let dir = tempfile::tempdir().unwrap();
     let site = nginx_site(dir.path(), stack.hub.port());
-    let mut nginx = RunningNginx(
-        nginx_command(&site, dir.path())
-            .args(["-g", "daemon off;"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nginx starts"),
-    );
+    let mut nginx = RunningNginx::start(&site, dir.path());
     let base = format!("https://localhost:{}", site.https_port);
     let client = https_client(&site.cert_pem);
     let error_log = dir.path().join("error.log");
