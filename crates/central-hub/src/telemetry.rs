@@ -7,5 +7,7 @@ pub fn init() {
     let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     // `try_init` fails only when a subscriber is already set (tests): keep that one.
-    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+    // Colours only for a person at a terminal: journald and log files get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = if json { builder.json().try_init() } else { builder.with_ansi(ansi).try_init() };
 }

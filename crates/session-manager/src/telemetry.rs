@@ -24,7 +24,9 @@ pub fn init() {
     let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     // A second init (tests building several apps in one process) keeps the first subscriber.
-    let _ = if json { builder.json().try_init() } else { builder.with_ansi(false).try_init() };
+    // Colours only for a person at a terminal: journald and log files get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = if json { builder.json().try_init() } else { builder.with_ansi(ansi).try_init() };
 }
 
 /// Now as RFC 3339, the timestamp format of every body.
