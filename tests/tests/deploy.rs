@@ -332,6 +332,14 @@ async fn the_start_command_brings_up_the_demo_and_ctrl_c_stops_everything() {
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true);
+    // As from a person's shell: without the CARGO_* variables cargo sets for this test process (a
+    // nested `cargo build` would see e.g. CARGO_MANIFEST_DIR change, re-run ring's build script and
+    // rebuild the services). The user's own CARGO_HOME and CARGO_TARGET_DIR stay.
+    let set_by_cargo =
+        |name: &str| name.starts_with("CARGO_") && !matches!(name, "CARGO_HOME" | "CARGO_TARGET_DIR");
+    for (name, _) in std::env::vars().filter(|(name, _)| set_by_cargo(name)) {
+        command.env_remove(name);
+    }
     // Its own process group, as a terminal would run it, so Ctrl-C can be sent to the whole group.
     command.as_std_mut().process_group(0);
     let mut run = command.spawn().expect("scripts/run starts");
