@@ -5,6 +5,8 @@ mod support;
 
 use anyhow::{Context, Result};
 use e2e::{decode_qr_data_url, decode_qr_png, wait_until};
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 use serde_json::{Value, json};
 use support::{Env, Manager, PHONE, SHORT, sim};
 
@@ -274,6 +276,45 @@ async fn clear_session_backs_up_the_profile_and_the_next_connect_shows_a_fresh_q
     manager.connect().await?;
     manager.wait_state("QR_REQUIRED", SHORT).await;
     env.finish(manager).await
+}
+
+#[tokio::test]
+async fn a_chromium_left_by_a_killed_manager_is_removed_by_the_next_start() -> Result<()> {
+    let env = Env::new(sim(2000)).await?;
+    let first = env.manager(&[]).await?;
+    first.connect().await?;
+    first.wait_state("QR_REQUIRED", SHORT).await;
+    let orphan = env.chromium_main_pid().context("Chromium runs for the session")?;
+    let alive = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| stat.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')))
+    };
+
+    // SIGKILL: the manager gets no chance to close its browser, which it runs in its own process
+    // group, so the browser outlives it.
+    let manager_pid = Pid::from_raw(first.pid().context("the manager's pid")?);
+    nix::sys::signal::kill(manager_pid, Signal::SIGKILL)?;
+    let lock_file = env.data_dir().join("session-manager.lock");
+    wait_until("the killed manager to release its data-dir lock", SHORT, || async {
+        let file = std::fs::File::open(&lock_file).ok()?;
+        file.try_lock().ok()
+    })
+    .await;
+    assert!(alive(orphan), "the scenario: Chromium {orphan} outlived the killed manager");
+    let second =
+        wait_until("a new manager to start once the killed one's lock is released", SHORT, || async {
+            env.manager(&[]).await.ok()
+        })
+        .await;
+    drop(first);
+
+    // The new manager found the killed one's browser through the lock file and ended it.
+    e2e::assert_no_chromium_using(&env.data_dir(), SHORT).await;
+    assert!(!alive(orphan), "the orphaned Chromium {orphan} was removed");
+    assert_eq!(second.status().await?["state"], "INIT");
+    second.connect().await?;
+    second.wait_state("QR_REQUIRED", SHORT).await;
+    env.finish(second).await
 }
 
 #[tokio::test]
