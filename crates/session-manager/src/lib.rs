@@ -39,6 +39,8 @@ pub enum StartError {
     Browser(#[from] BrowserError),
     #[error("could not listen on {addr}: {source}")]
     Bind { addr: String, source: std::io::Error },
+    #[error("could not open the idempotency journal: {0}")]
+    Journal(crate::error::Error),
     #[error("the HTTP server failed: {0}")]
     Serve(std::io::Error),
 }
@@ -59,6 +61,7 @@ impl Application {
         let (lock, recorded_browser) = ProfileLock::acquire(&data)?;
         // A browser left by a crashed manager still holds our profile: end it now.
         data.reclaim_profile(recorded_browser).await?;
+        let idempotency = Idempotency::open(&config.data_dir).map_err(StartError::Journal)?;
         let auto_connect = match config.auto_connect {
             AutoConnect::Always => true,
             AutoConnect::Never => false,
@@ -87,7 +90,7 @@ impl Application {
         let state = AppState {
             session,
             token: config.token.as_deref().map(Arc::from),
-            idempotency: Arc::new(Idempotency::default()),
+            idempotency: Arc::new(idempotency),
             send_limiter: Arc::new(RateLimiter::new(
                 "sends",
                 "SEND_RATE_PER_MINUTE",

@@ -3,6 +3,7 @@
 
 mod control;
 mod health;
+mod idempotency;
 mod limit;
 mod send;
 mod status;
@@ -24,8 +25,8 @@ use crate::actor::SessionHandle;
 use crate::error::Error;
 use crate::telemetry::REQUEST_ID;
 
+pub use idempotency::Idempotency;
 pub use limit::RateLimiter;
-pub use send::Idempotency;
 
 /// Largest request body accepted (a 4096-character message fits many times).
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;

@@ -114,8 +114,13 @@ async fn connect_shows_a_rotating_qr_and_a_scan_makes_the_session_ready_to_send(
 }
 
 #[tokio::test]
-async fn a_restart_on_the_same_data_dir_returns_to_ready_without_a_qr() -> Result<()> {
+async fn a_restart_on_the_same_data_dir_returns_to_ready_without_a_qr_and_keeps_idempotency_keys()
+-> Result<()> {
     let (env, manager) = linked(&[]).await?;
+    let key = [("Idempotency-Key", "campaign-7-contact-1")];
+    let order = Some(json!({"to": "5491123456789", "message": "hola antes del reinicio"}));
+    let (code, _, first) = manager.post_with_headers("/send", order.clone(), &key).await?;
+    assert_eq!(code, 200, "{first}");
     assert!(manager.terminate().await?.success());
     assert_eq!(env.chromium_pids(), Vec::<i32>::new(), "Chromium left after SIGTERM");
 
@@ -131,6 +136,14 @@ async fn a_restart_on_the_same_data_dir_returns_to_ready_without_a_qr() -> Resul
     assert_eq!(status["phone_number"], format!("+{PHONE}"));
     let states = states.into_inner().expect("states");
     assert!(!states.iter().any(|s| s == "QR_REQUIRED"), "a QR was shown on restart: {states:?}");
+
+    // The CRM retries the same send after the restart: the first answer, not a second message.
+    let (code, headers, again) = manager.post_with_headers("/send", order, &key).await?;
+    assert_eq!(code, 200, "{again}");
+    assert_eq!(again["data"]["message_id"], first["data"]["message_id"]);
+    assert_eq!(headers.get("idempotent-replayed").and_then(|v| v.to_str().ok()), Some("true"));
+    let messages = env.sim_get("/__sim/messages").await?;
+    assert_eq!(messages.as_array().map(Vec::len), Some(1), "{messages}");
     env.finish(manager).await
 }
 
