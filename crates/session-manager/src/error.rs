@@ -23,6 +23,9 @@ pub enum Error {
     #[error("no route {method} {path}")]
     NotFound { method: String, path: String },
 
+    #[error("{method} is not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
+
     #[error("there is no QR in state {state}")]
     NoQr { state: SessionState },
 
@@ -66,6 +69,7 @@ impl Error {
             Error::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
             Error::Unauthorized => ErrorCode::Unauthorized,
             Error::NotFound { .. } => ErrorCode::NotFound,
+            Error::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
             Error::NoQr { .. } => ErrorCode::NoQr,
             Error::SessionNotReady { .. } => ErrorCode::SessionNotReady,
             Error::NumberNotOnWhatsapp { .. } => ErrorCode::NumberNotOnWhatsapp,
@@ -84,6 +88,7 @@ impl Error {
             Error::PayloadTooLarge { .. } => "Send a smaller body".into(),
             Error::Unauthorized => "Send `Authorization: Bearer <SESSION_MANAGER_TOKEN>`".into(),
             Error::NotFound { .. } => "See ARCHITECTURE.md for the routes of the session-manager".into(),
+            Error::MethodNotAllowed { .. } => "Use a method listed in the Allow header".into(),
             Error::NoQr { state } => match state {
                 SessionState::Ready | SessionState::Authenticated => "The session is already linked".into(),
                 SessionState::Connecting => {
@@ -117,7 +122,9 @@ impl Error {
         match self {
             Error::Validation { detail, .. } | Error::SendFailed { detail, .. } => detail.clone(),
             Error::PayloadTooLarge { limit } => json!({ "limit_bytes": limit }),
-            Error::NotFound { method, path } => json!({ "method": method, "path": path }),
+            Error::NotFound { method, path } | Error::MethodNotAllowed { method, path } => {
+                json!({ "method": method, "path": path })
+            }
             Error::NoQr { state } | Error::SessionNotReady { state } => json!({ "state": state }),
             Error::NumberNotOnWhatsapp { number } => json!({ "to": number }),
             Error::RateLimited { what, per_minute, retry_after_secs, .. } => {

@@ -19,6 +19,8 @@ pub enum ErrorCode {
     Forbidden,
     /// No such route or resource.
     NotFound,
+    /// The route exists, but not for this HTTP method (the `Allow` header lists the methods).
+    MethodNotAllowed,
     /// No QR in the current state.
     NoQr,
     /// Send while the session is not READY.
@@ -70,6 +72,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => 401,
             ErrorCode::Forbidden => 403,
             ErrorCode::NotFound | ErrorCode::NoQr => 404,
+            ErrorCode::MethodNotAllowed => 405,
             ErrorCode::SessionNotReady
             | ErrorCode::QrAttemptsExhausted
             | ErrorCode::LoggedOut
@@ -97,6 +100,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "UNAUTHORIZED",
             ErrorCode::Forbidden => "FORBIDDEN",
             ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ErrorCode::NoQr => "NO_QR",
             ErrorCode::SessionNotReady => "SESSION_NOT_READY",
             ErrorCode::NumberNotOnWhatsapp => "NUMBER_NOT_ON_WHATSAPP",
@@ -172,6 +176,7 @@ mod tests {
             ("UNAUTHORIZED", 401),
             ("FORBIDDEN", 403),
             ("NO_QR", 404),
+            ("METHOD_NOT_ALLOWED", 405),
             ("SESSION_NOT_READY", 409),
             ("NUMBER_NOT_ON_WHATSAPP", 422),
             ("RATE_LIMITED", 429),

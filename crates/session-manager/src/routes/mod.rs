@@ -57,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .route("/clear-session", post(control::clear_session))
         .route("/send", post(send::send))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(middleware::from_fn(request_context))
@@ -65,6 +66,10 @@ pub fn router(state: AppState) -> Router {
 
 async fn not_found(request: Request) -> Error {
     Error::NotFound { method: request.method().to_string(), path: request.uri().path().to_owned() }
+}
+
+async fn method_not_allowed(request: Request) -> Error {
+    Error::MethodNotAllowed { method: request.method().to_string(), path: request.uri().path().to_owned() }
 }
 
 /// Keeps or creates `X-Request-ID`, makes it available to error bodies, and logs the request.

@@ -87,6 +87,17 @@ async fn send_validates_the_body_before_the_state() {
 }
 
 #[tokio::test]
+async fn a_wrong_method_gets_a_405_error_body_naming_the_allowed_ones() {
+    let (app, _dir) = app(&[]).await;
+    let request = Request::delete("/status").body(Body::empty()).expect("request");
+    let (status, headers, body) = call(&app, request).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(body["code"], "METHOD_NOT_ALLOWED");
+    assert_eq!(body["detail"]["path"], "/status");
+    assert!(headers["allow"].to_str().expect("ascii").contains("GET"), "{headers:?}");
+}
+
+#[tokio::test]
 async fn request_ids_are_kept_and_put_in_error_bodies() {
     let (app, _dir) = app(&[]).await;
     let request =
