@@ -2,7 +2,7 @@
 //!
 //! JWT logins against users in a SQL store, admin and client routes proxied to the
 //! session-manager through a typed client, a status fan-out from its event stream, health and
-//! metrics. See `shared/design/ARCHITECTURE.md` for the contract.
+//! metrics. See `docs/architecture.md` and `docs/contracts.md`.
 
 pub mod auth;
 pub mod cli;

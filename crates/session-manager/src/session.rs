@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 
 use crate::telemetry::format_rfc3339;
 
-/// How long WhatsApp shows the first code of a batch, and each next one (WA_INTERNALS.md §1).
+/// How long WhatsApp shows the first code of a batch, and each next one (docs/whatsapp-bridge.md).
 const FIRST_QR_LIFETIME_MS: i64 = 60_000;
 const NEXT_QR_LIFETIME_MS: i64 = 20_000;
 

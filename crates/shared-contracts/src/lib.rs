@@ -1,4 +1,4 @@
-//! The wire format of the gateway, as specified in `shared/design/ARCHITECTURE.md`.
+//! The wire format of the gateway, as described in `docs/contracts.md`.
 //!
 //! One definition of every body that crosses a process border, used by the session-manager,
 //! the central-hub and the end-to-end tests. Field names are the contract the seeds' frontend

@@ -1,6 +1,6 @@
 // wa-sim page script: reproduces the part of WhatsApp Web's internal surface that automation
 // reads (module names, members, events and their order), as described in crates/wa-sim/README.md.
-// Written from the facts gathered in shared/design/WA_INTERNALS.md; no third-party code.
+// Written from public facts about WhatsApp Web (docs/whatsapp-bridge.md, crates/wa-sim/README.md); no third-party code.
 //
 // Life of a page: the script opens its event stream to the server, waits `load_delay_ms`, defines
 // `window.Debug` and `window.require`, then either restores a stored login (CONNECTED, no QR) or
