@@ -254,13 +254,123 @@ async fn https_through_nginx_reaches_hub_manager_chromium_and_simulator_but_neve
     stack.stop().await.expect("the stack stops and leaves no Chromium");
 }
 
+/// A 64-character manager token for services a test starts on its own.
+const TEST_MANAGER_TOKEN: &str = "deploy-test-token-0123456789abcdef0123456789abcdef0123456789abcd";
+
+/// The hub alone (no manager behind it: the answers tested here never reach one).
+async fn hub_alone(dir: &Path, extra: &[(&str, &str)]) -> e2e::Service {
+    let database_url = format!("sqlite://{}", dir.join("hub.db").display());
+    let manager_url = format!("http://127.0.0.1:{}", free_port());
+    let mut envs = vec![
+        ("CENTRAL_HUB_HOST", "127.0.0.1"),
+        ("CENTRAL_HUB_PORT", "0"),
+        ("SESSION_MANAGER_URL", manager_url.as_str()),
+        ("SESSION_MANAGER_TOKEN", TEST_MANAGER_TOKEN),
+        ("DATABASE_URL", database_url.as_str()),
+        ("JWT_SECRET", e2e::TEST_JWT_SECRET),
+    ];
+    envs.extend_from_slice(extra);
+    e2e::Service::start("central-hub", &[], &envs).await.expect("the hub starts")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_documented_first_admin_command_shows_a_password_that_logs_in() {
+    let readme = std::fs::read_to_string(repo_root().join("deploy/README.md")).unwrap();
+    let prefix = "journalctl -u central-hub -o cat";
+    let command = readme
+        .lines()
+        .map(str::trim)
+        .find(|line| line.starts_with(prefix) && line.contains("grep"))
+        .expect("deploy/README.md shows the command that finds the first admin's password");
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub_alone(dir.path(), &[]).await;
+    // The journal of the first start: stdout and stderr in one stream, where a log line may land
+    // between the credentials' lines.
+    let stdout = hub.stdout();
+    let (first, rest) = stdout.split_first().expect("the hub printed something");
+    let journal =
+        [vec![first.clone()], hub.stderr().lines().map(str::to_owned).collect(), rest.to_vec()].concat();
+    let journal_file = dir.path().join("journal.txt");
+    std::fs::write(&journal_file, journal.join("\n") + "\n").unwrap();
+    let runnable = command.replacen(prefix, &format!("cat {}", journal_file.display()), 1);
+    let output = Command::new("bash").arg("-c").arg(&runnable).output().unwrap();
+    let shown = String::from_utf8_lossy(&output.stdout);
+    let field =
+        |name: &str| shown.lines().find_map(|l| l.trim().strip_prefix(name)).map(|v| v.trim().to_owned());
+    let (Some(email), Some(password)) = (field("email:"), field("password:")) else {
+        panic!("`{command}` shows no email and password; it printed: {shown}; journal: {journal:#?}")
+    };
+    let (status, body) = e2e::JsonClient::new(hub.url())
+        .unwrap()
+        .post("/auth/login", Some(&json!({"email": email, "password": password})))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "the credentials the documented command shows log in: {body}");
+    hub.stop().await.expect("the hub stops");
+}
+
+/// deploy/README.md's troubleshooting row for a corrupt session, step by step through the hub:
+/// clear-session moves the profile aside and returns to INIT (no QR yet); connect shows a new QR.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_documented_clear_session_flow_backs_up_returns_to_init_and_connect_shows_a_new_qr() {
+    let readme = std::fs::read_to_string(repo_root().join("deploy/README.md")).unwrap();
+    let row = readme
+        .lines()
+        .find(|line| line.contains("POST /api/admin/whatsapp/clear-session"))
+        .expect("deploy/README.md documents clear-session");
+    assert!(row.contains("`INIT`") && row.contains("connect"), "the row says INIT, then connect: {row}");
+
+    let stack = Stack::start(StackOptions::default()).await.expect("the stack starts");
+    let token = stack.admin_token().await.unwrap();
+    let hub = stack.hub.url().to_owned();
+    let status_of = |body: &Value| body["state"].as_str().unwrap_or_default().to_owned();
+    let (status, body) =
+        e2e::post_with_token(&hub, "/api/admin/whatsapp/connect", &token, None).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    wait_until("QR_REQUIRED", Duration::from_secs(30), || async {
+        let (_, body) = e2e::get_with_token(&hub, "/api/admin/whatsapp/status", &token).await.ok()?;
+        (status_of(&body) == "QR_REQUIRED").then_some(())
+    })
+    .await;
+    let (status, _) = stack.sim_client().unwrap().post("/__sim/scan", None).await.unwrap();
+    assert_eq!(status, 200);
+    wait_until("READY", Duration::from_secs(30), || async {
+        let (_, body) = e2e::get_with_token(&hub, "/api/admin/whatsapp/status", &token).await.ok()?;
+        (status_of(&body) == "READY").then_some(())
+    })
+    .await;
+
+    let (status, body) =
+        e2e::post_with_token(&hub, "/api/admin/whatsapp/clear-session", &token, None).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"], "INIT", "{body}");
+    let backup = body["backup"].as_str().unwrap_or_else(|| panic!("the answer names the backup: {body}"));
+    assert!(Path::new(backup).is_dir(), "the old profile is kept at {backup}");
+    let (_, now) = e2e::get_with_token(&hub, "/api/admin/whatsapp/status", &token).await.unwrap();
+    assert_eq!(now["state"], "INIT", "clear-session alone shows no QR: {now}");
+    assert!(now.get("qr").is_none_or(Value::is_null), "{now}");
+
+    let (status, body) =
+        e2e::post_with_token(&hub, "/api/admin/whatsapp/connect", &token, None).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let qr = wait_until("a new QR after connect", Duration::from_secs(30), || async {
+        let (_, body) = e2e::get_with_token(&hub, "/api/admin/whatsapp/status", &token).await.ok()?;
+        (status_of(&body) == "QR_REQUIRED").then(|| body["qr"].clone())
+    })
+    .await;
+    assert!(qr["base64"].as_str().unwrap_or_default().starts_with("data:image/png;base64,"), "{qr}");
+    stack.stop().await.expect("the stack stops and leaves no Chromium");
+}
+
 #[test]
 fn the_systemd_units_verify() {
-    let Ok(output) = Command::new("systemd-analyze").arg("--version").output() else {
-        eprintln!("systemd-analyze is not installed here: the units are not verified on this machine");
-        return;
-    };
-    assert!(output.status.success());
+    let output = Command::new("systemd-analyze").arg("--version").output().unwrap_or_else(|error| {
+        panic!(
+            "systemd-analyze cannot run ({error}): install Debian's `systemd` package \
+             (scripts/test and .ci/run do) so the units are verified"
+        )
+    });
+    assert!(output.status.success(), "systemd-analyze --version: {output:?}");
     let dir = tempfile::tempdir().unwrap();
     let mut units = Vec::new();
     for name in ["session-manager", "central-hub"] {
@@ -293,6 +403,166 @@ fn the_systemd_units_verify() {
     }
 }
 
+/// Splits a unit's `Environment=` value the way systemd does: whitespace-separated assignments,
+/// each optionally in double quotes.
+fn unit_assignments(value: &str) -> Vec<(String, String)> {
+    let (mut words, mut word, mut quoted) = (Vec::new(), String::new(), false);
+    for c in value.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            c if c.is_whitespace() && !quoted => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    words
+        .into_iter()
+        .map(|w| {
+            let (key, value) = w.split_once('=').expect("an Environment= assignment is KEY=VALUE");
+            (key.to_owned(), value.to_owned())
+        })
+        .collect()
+}
+
+/// An environment file as systemd reads it: `KEY=VALUE` lines, `#`/`;` comments, optional quotes.
+fn environment_file(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#') && !line.starts_with(';'))
+        .map(|line| {
+            let (key, value) = line.split_once('=').unwrap_or_else(|| panic!("not KEY=VALUE: {line}"));
+            let value = value.trim();
+            let value = value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .or_else(|| value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+                .unwrap_or(value);
+            (key.trim().to_owned(), value.to_owned())
+        })
+        .collect()
+}
+
+/// The values of every `key=` line of a unit file, in order.
+fn unit_values<'a>(unit: &'a str, key: &str) -> Vec<&'a str> {
+    let prefix = format!("{key}=");
+    unit.lines().filter_map(|line| line.trim().strip_prefix(prefix.as_str())).collect()
+}
+
+/// The file a path variable names: a directory as is, an SQLite URL's file (None for PostgreSQL).
+fn written_path(name: &str, value: &str) -> Option<String> {
+    if name == "DATABASE_URL" {
+        let rest = value.strip_prefix("sqlite:")?.trim_start_matches("//");
+        return Some(rest.split('?').next().unwrap_or(rest).to_owned());
+    }
+    Some(value.to_owned())
+}
+
+#[test]
+fn each_units_effective_environment_points_at_absolute_paths_it_may_write() {
+    let readme = std::fs::read_to_string(repo_root().join("deploy/README.md")).unwrap();
+    assert!(
+        readme.contains("deploy/leadmaster.env.example /etc/leadmaster/leadmaster.env"),
+        "the install steps copy the example to the units' EnvironmentFile"
+    );
+    // What each service writes, by the variables naming it.
+    let writes: [(&str, &[&str]); 2] =
+        [("session-manager", &["SESSION_MANAGER_DATA_DIR"]), ("central-hub", &["DATABASE_URL"])];
+    let example = std::fs::read_to_string(repo_root().join("deploy/leadmaster.env.example")).unwrap();
+    for (name, _) in environment_file(&example) {
+        assert!(
+            !name.ends_with("_DIR") || writes.iter().any(|(_, vars)| vars.contains(&name.as_str())),
+            "{name} names a directory: add it to this test's table of what each unit writes"
+        );
+    }
+    for (unit_name, written) in writes {
+        let unit =
+            std::fs::read_to_string(repo_root().join(format!("deploy/systemd/{unit_name}.service"))).unwrap();
+        // systemd: Environment= lines in order, then each EnvironmentFile= in order, overriding.
+        let mut environment: Vec<(String, String)> = Vec::new();
+        let mut set = |pairs: Vec<(String, String)>| {
+            for (key, value) in pairs {
+                environment.retain(|(k, _)| *k != key);
+                environment.push((key, value));
+            }
+        };
+        for value in unit_values(&unit, "Environment") {
+            set(unit_assignments(value));
+        }
+        let files = unit_values(&unit, "EnvironmentFile");
+        assert_eq!(files, ["/etc/leadmaster/leadmaster.env"], "{unit_name}: the one shared env file");
+        set(environment_file(&example));
+        let value_of = |name: &str| environment.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+
+        let mut writable: Vec<PathBuf> = unit_values(&unit, "ReadWritePaths")
+            .iter()
+            .flat_map(|v| v.split_whitespace())
+            .map(|p| PathBuf::from(p.trim_start_matches('-')))
+            .collect();
+        writable.extend(
+            unit_values(&unit, "StateDirectory")
+                .iter()
+                .flat_map(|v| v.split_whitespace())
+                .map(|d| Path::new("/var/lib").join(d)),
+        );
+        assert!(!writable.is_empty(), "{unit_name} declares where it may write");
+        for name in written {
+            let value = value_of(name).unwrap_or_else(|| panic!("{unit_name}: {name} is set"));
+            let Some(path) = written_path(name, value) else { continue };
+            let path = Path::new(&path);
+            assert!(path.is_absolute(), "{unit_name}: effective {name}={value} is not absolute");
+            assert!(
+                writable.iter().any(|dir| path.starts_with(dir)),
+                "{unit_name}: effective {name}={value} is outside its writable paths {writable:?}"
+            );
+        }
+        // Every other path the unit's environment names is absolute too.
+        for (name, value) in &environment {
+            if name.ends_with("_DIR") || name.ends_with("_PATH") || name.ends_with("_FILE") {
+                assert!(Path::new(value).is_absolute(), "{unit_name}: effective {name}={value} is relative");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_documented_secret_commands_fill_both_secrets_of_the_env_file() {
+    let readme = std::fs::read_to_string(repo_root().join("deploy/README.md")).unwrap();
+    let commands: Vec<&str> = readme
+        .lines()
+        .map(str::trim)
+        .filter(|line| line.starts_with("sed -i") && line.ends_with("/etc/leadmaster/leadmaster.env"))
+        .collect();
+    assert_eq!(commands.len(), 2, "deploy/README.md shows how to generate both secrets: {commands:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let env_file = dir.path().join("leadmaster.env");
+    let example = std::fs::read_to_string(repo_root().join("deploy/leadmaster.env.example")).unwrap();
+    std::fs::write(&env_file, &example).unwrap();
+    for command in &commands {
+        let command = command.replace("/etc/leadmaster/leadmaster.env", &env_file.display().to_string());
+        let output = Command::new("bash").arg("-c").arg(&command).output().unwrap();
+        assert!(output.status.success(), "`{command}`: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let filled = environment_file(&std::fs::read_to_string(&env_file).unwrap());
+    let value =
+        |name: &str| filled.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
+    assert!(value("JWT_SECRET").len() >= 32, "JWT_SECRET is at least 32 bytes: {:?}", value("JWT_SECRET"));
+    let token = value("SESSION_MANAGER_TOKEN");
+    assert!(
+        token.len() >= 32 && token.chars().all(|c| c.is_ascii_hexdigit()),
+        "the manager token: {token:?}"
+    );
+    let others = |pairs: &[(String, String)]| -> Vec<(String, String)> {
+        pairs.iter().filter(|(k, _)| k != "JWT_SECRET" && k != "SESSION_MANAGER_TOKEN").cloned().collect()
+    };
+    assert_eq!(others(&filled), others(&environment_file(&example)), "nothing else in the file changed");
+}
+
 /// Kills a whole process group when a test fails half-way, so no service outlives it.
 struct KillGroupOnDrop(Pid);
 
@@ -307,19 +577,20 @@ async fn the_start_command_brings_up_the_demo_and_ctrl_c_stops_everything() {
     let dir = tempfile::tempdir().unwrap();
     let (manager_port, hub_port, sim_port) = (free_port(), free_port(), free_port());
     let data = dir.path().join("data");
+    // The shipped example, on free ports: its deployed /var/lib/leadmaster paths, empty JWT_SECRET and
+    // SESSION_MANAGER_TOKEN are scripts/run's to replace with local ones.
+    let example = std::fs::read_to_string(repo_root().join("deploy/leadmaster.env.example")).unwrap();
+    let env =
+        replace_exact(&example, "SESSION_MANAGER_PORT=3001", &format!("SESSION_MANAGER_PORT={manager_port}"));
+    let env = replace_exact(&env, "CENTRAL_HUB_PORT=3012", &format!("CENTRAL_HUB_PORT={hub_port}"));
+    let env = replace_exact(
+        &env,
+        "SESSION_MANAGER_URL=http://127.0.0.1:3001",
+        &format!("SESSION_MANAGER_URL=http://127.0.0.1:{manager_port}"),
+    );
+    let env = replace_exact(&env, "AUTO_CONNECT=saved", "AUTO_CONNECT=never");
     let env_file = dir.path().join("leadmaster.env");
-    std::fs::write(
-        &env_file,
-        format!(
-            "SESSION_MANAGER_HOST=127.0.0.1\nSESSION_MANAGER_PORT={manager_port}\n\
-             SESSION_MANAGER_DATA_DIR={data}/session-manager\nAUTO_CONNECT=never\n\
-             CENTRAL_HUB_HOST=127.0.0.1\nCENTRAL_HUB_PORT={hub_port}\n\
-             SESSION_MANAGER_URL=http://127.0.0.1:{manager_port}\nDATABASE_URL=sqlite://{data}/central-hub.db\n\
-             WA_SIM_PORT={sim_port}\n",
-            data = data.display()
-        ),
-    )
-    .unwrap();
+    std::fs::write(&env_file, format!("{env}\nWA_SIM_PORT={sim_port}\n")).unwrap();
     let mut command = tokio::process::Command::new("bash");
     command
         .arg(repo_root().join("scripts/run"))
@@ -328,6 +599,7 @@ async fn the_start_command_brings_up_the_demo_and_ctrl_c_stops_everything() {
         .env("LEADMASTER_ENV", &env_file)
         .env("LEADMASTER_DATA_DIR", &data)
         .env_remove("JWT_SECRET")
+        .env_remove("SESSION_MANAGER_TOKEN")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -377,6 +649,24 @@ async fn the_start_command_brings_up_the_demo_and_ctrl_c_stops_everything() {
         printed.iter().any(|line| line.contains(&format!("http://127.0.0.1:{hub_port}/"))),
         "{printed:#?}"
     );
+
+    // Local state in the data dir, not the deployed /var/lib/leadmaster; secrets generated once, 0600.
+    use std::os::unix::fs::PermissionsExt;
+    assert!(data.join("session-manager").is_dir(), "the manager's data is in {}", data.display());
+    assert!(data.join("central-hub.db").is_file(), "the SQLite database is in {}", data.display());
+    for secret in ["jwt-secret", "session-manager-token"] {
+        let mode = std::fs::metadata(data.join(secret)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{secret} is readable by its owner only");
+    }
+    let token = std::fs::read_to_string(data.join("session-manager-token")).unwrap();
+    assert!(
+        token.len() >= 32 && token.chars().all(|c| c.is_ascii_hexdigit()),
+        "a generated token: {token:?}"
+    );
+    // The manager requires it (and the hub, which connects below, has it).
+    let manager = e2e::JsonClient::new(format!("http://127.0.0.1:{manager_port}")).unwrap();
+    let (status, body) = manager.post("/connect", None).await.unwrap();
+    assert_eq!(status, 401, "the manager refuses a caller without the generated token: {body}");
 
     // The whole flow, without a phone: login, connect, QR, scan in the simulator, READY.
     let hub = format!("http://127.0.0.1:{hub_port}");
