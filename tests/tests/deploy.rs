@@ -273,6 +273,118 @@ async fn hub_alone(dir: &Path, extra: &[(&str, &str)]) -> e2e::Service {
     e2e::Service::start("central-hub", &[], &envs).await.expect("the hub starts")
 }
 
+/// `openssl s_client` against nginx with one TLS 1.2 cipher: Ok(negotiated line) or Err(output).
+fn tls12_handshake(port: u16, cipher: &str) -> Result<String, String> {
+    let output = Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}"), "-servername", "localhost", "-tls1_2"])
+        // SECLEVEL=0: the client offers even a weak cipher, so a refusal is the server's.
+        .args(["-cipher", &format!("{cipher}@SECLEVEL=0")])
+        .stdin(Stdio::null())
+        .output()
+        .expect("openssl runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let negotiated = stdout.lines().find(|line| line.contains("Cipher is ")).map(str::to_owned);
+    match negotiated {
+        Some(line) if output.status.success() && !line.contains("(NONE)") => Ok(line),
+        _ => Err(format!("{stdout}{}", String::from_utf8_lossy(&output.stderr))),
+    }
+}
+
+async fn wait_for_nginx(client: &reqwest::Client, base: &str, nginx: &mut RunningNginx, dir: &Path) {
+    for attempt in 0.. {
+        let error = match client.get(format!("{base}/some/spa/route")).send().await {
+            Ok(_) => return,
+            Err(error) => error,
+        };
+        let exited = nginx.0.try_wait().unwrap();
+        assert!(
+            exited.is_none() && attempt < 300,
+            "nginx is not answering over HTTPS on {base} (exit: {exited:?}): {error:?}; error.log: {}",
+            std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nginx_refuses_weak_tls_sends_each_security_header_once_and_limits_logins() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub =
+        hub_alone(dir.path(), &[("ADMIN_EMAIL", e2e::ADMIN_EMAIL), ("ADMIN_PASSWORD", e2e::ADMIN_PASSWORD)])
+            .await;
+    let site = nginx_site(dir.path(), hub.port());
+    let mut nginx = RunningNginx::start(&site, dir.path());
+    let base = format!("https://localhost:{}", site.https_port);
+    let client = https_client(&site.cert_pem);
+    wait_for_nginx(&client, &base, &mut nginx, dir.path()).await;
+
+    // TLS: forward-secret AEAD only.
+    let modern = tls12_handshake(site.https_port, "ECDHE-RSA-AES128-GCM-SHA256");
+    assert!(modern.is_ok(), "an ECDHE-GCM TLS 1.2 handshake works: {modern:?}");
+    for weak in ["AES128-SHA", "ECDHE-RSA-AES128-SHA", "AES128-GCM-SHA256", "AES256-SHA256"] {
+        let refused = tls12_handshake(site.https_port, weak);
+        assert!(refused.is_err(), "nginx negotiated the weak TLS 1.2 cipher {weak}: {refused:?}");
+    }
+
+    // Each security header once: on an answer of the hub (proxied) and on one of nginx (static).
+    let once = ["strict-transport-security", "x-content-type-options", "x-frame-options", "referrer-policy"];
+    for path in ["/api/admin/whatsapp/status", "/health", "/some/spa/route"] {
+        let response = client.get(format!("{base}{path}")).send().await.unwrap();
+        for name in once {
+            let values: Vec<_> = response.headers().get_all(name).iter().collect();
+            assert_eq!(values.len(), 1, "{path}: {name} sent {} times: {values:?}", values.len());
+        }
+    }
+
+    // Logins: the burst reaches the hub (401, wrong password), then nginx answers 429 itself.
+    let mut reached_hub = 0;
+    let limited = loop {
+        assert!(reached_hub < 40, "nginx never limited {reached_hub} logins from one address");
+        let login = json!({"email": format!("nobody{reached_hub}@example.com"), "password": "wrong"});
+        let response = client.post(format!("{base}/auth/login")).json(&login).send().await.unwrap();
+        let retry_after = response.headers().get("retry-after").cloned();
+        let headers = response.headers().clone();
+        let (status, body) = json_of(response).await;
+        if status == 429 {
+            break (retry_after, headers, body);
+        }
+        assert_eq!(status, 401, "a wrong password reaches the hub: {body}");
+        reached_hub += 1;
+    };
+    let (retry_after, headers, body) = limited;
+    assert!(reached_hub >= 11, "the burst of 10 (+1) reaches the hub first: only {reached_hub} did");
+    assert_eq!(body["code"], "RATE_LIMITED", "{body}");
+    assert_eq!(body["detail"]["limited_by"], "nginx", "limited by nginx, before the hub: {body}");
+    assert!(body["hint"].as_str().is_some_and(|h| !h.is_empty()), "{body}");
+    assert!(retry_after.is_some(), "429 says when to retry");
+    for name in once {
+        assert_eq!(headers.get_all(name).iter().count(), 1, "nginx's own 429 sends {name} once");
+    }
+    let alias = client
+        .post(format!("{base}/api/auth/login"))
+        .json(&json!({"email": "other@example.com", "password": "wrong"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(alias.status(), 429, "/api/auth/login shares the limit");
+    // Another client (its address given by a proxy on this machine, which nginx trusts) is not
+    // limited by the first one's attempts, and the right password still logs in from it.
+    let (status, body) = json_of(
+        client
+            .post(format!("{base}/auth/login"))
+            .header("X-Forwarded-For", "203.0.113.50")
+            .json(&json!({"email": e2e::ADMIN_EMAIL, "password": e2e::ADMIN_PASSWORD}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "another address logs in: {body}");
+
+    drop(nginx);
+    hub.stop().await.expect("the hub stops");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_documented_first_admin_command_shows_a_password_that_logs_in() {
     let readme = std::fs::read_to_string(repo_root().join("deploy/README.md")).unwrap();
