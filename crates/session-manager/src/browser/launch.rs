@@ -199,16 +199,23 @@ impl BrowserHandle {
     }
 
     /// Close politely, then kill the whole tree, and reap it. Leaves no process on the profile.
+    /// A browser that already exited, or whose DevTools connection is gone, cannot be asked: it is
+    /// killed and reaped at once (crash recovery does not wait `grace` on a dead browser).
     pub async fn shutdown(mut self, grace: Duration) {
-        let closed = tokio::time::timeout(grace, self.browser.close()).await;
-        if !matches!(closed, Ok(Ok(_))) {
-            tracing::debug!("Chromium did not close on request: killing it");
-        }
-        if !wait_exit(&mut self.exited, grace).await {
-            tracing::warn!(
-                pid = self.pid,
-                "Chromium still running after {grace:?}: killing its process tree"
-            );
+        let gone = self.exited.borrow().is_some() || self.handler.is_finished();
+        if gone {
+            tracing::debug!(pid = self.pid, "Chromium already exited or detached: no polite close");
+        } else {
+            let closed = tokio::time::timeout(grace, self.browser.close()).await;
+            if !matches!(closed, Ok(Ok(_))) {
+                tracing::debug!("Chromium did not close on request: killing it");
+            }
+            if !wait_exit(&mut self.exited, grace).await {
+                tracing::warn!(
+                    pid = self.pid,
+                    "Chromium still running after {grace:?}: killing its process tree"
+                );
+            }
         }
         // Children (renderers, zygote) may outlive the browser process for a moment: kill them all.
         process::kill_tree(Some(self.pid), &self.profile);
