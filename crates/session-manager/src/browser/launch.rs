@@ -97,6 +97,11 @@ pub struct BrowserHandle {
 impl BrowserHandle {
     /// Starts Chromium on `profile` and attaches to it. `on_exit` is called once with a description
     /// when the process exits; `on_cdp_closed` when the DevTools connection ends.
+    ///
+    /// Call it from an async task (a tokio worker thread), never from `spawn_blocking`: the browser
+    /// gets the parent-death signal, which the kernel sends when the *thread* that spawned it ends.
+    /// Worker threads live as long as the runtime; idle blocking-pool threads exit after a few
+    /// seconds and would take the browser with them.
     pub async fn launch(
         settings: &LaunchSettings,
         profile: &Path,
@@ -290,16 +295,24 @@ async fn wait_devtools(
     Err(BrowserError::ExitedAtOnce { status: exited, stderr_tail: tail(tail_buf) })
 }
 
-/// Places the DevTools pipe at fds 3 and 4 of the child.
+/// Places the DevTools pipe at fds 3 and 4 of the child and gives it the parent-death signal.
 #[allow(unsafe_code)]
 fn prepare_child(command: &mut Command, ends: &ChildEnds) {
     use std::mem::ManuallyDrop;
     use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
 
     use nix::fcntl::{FcntlArg, fcntl};
+    use nix::sys::signal::Signal;
 
     let (commands, events) = ends.raw();
+    let parent = nix::unistd::getpid();
     let hook = move || -> std::io::Result<()> {
+        // A SIGKILLed manager must not leave a logged-in browser behind (see `launch` on threads).
+        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+        if nix::unistd::getppid() != parent {
+            // The manager died before the signal was armed.
+            return Err(nix::errno::Errno::ESRCH.into());
+        }
         // Copies above 3 and 4 first (without close-on-exec), so that neither dup2 below can
         // overwrite the other end; then fds 3 and 4, and the copies closed.
         // SAFETY: `commands` and `events` are open in the child (inherited from the parent, which

@@ -295,6 +295,23 @@ async fn clear_session_backs_up_the_profile_and_the_next_connect_shows_a_fresh_q
     env.finish(manager).await
 }
 
+#[tokio::test]
+async fn a_sigkilled_manager_takes_its_chromium_with_it() -> Result<()> {
+    let env = Env::new(sim(2000)).await?;
+    let manager = env.manager(&[]).await?;
+    manager.connect().await?;
+    manager.wait_state("QR_REQUIRED", SHORT).await;
+    let browser = env.chromium_main_pid().context("Chromium runs for the session")?;
+
+    // SIGKILL: the manager gets no chance to close its browser (which leads its own process
+    // group); the parent-death signal ends it, and its children follow. No new manager is started.
+    nix::sys::signal::kill(Pid::from_raw(manager.pid().context("the manager's pid")?), Signal::SIGKILL)?;
+    e2e::assert_no_chromium_using(env.dir.path(), SHORT).await;
+    assert!(!support::alive(browser), "Chromium {browser} outlived its killed manager");
+    drop(manager);
+    env.stop().await
+}
+
 /// Kills a process group we started, should the test fail before the manager does it.
 struct KillGroupOnDrop(i32);
 

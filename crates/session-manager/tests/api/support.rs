@@ -276,6 +276,12 @@ pub fn listening_tcp_ports(pid: i32) -> Vec<u16> {
     ports
 }
 
+/// Whether `pid` is a live (not zombie) process.
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')))
+}
+
 /// The command line of `pid` as its arguments.
 pub fn cmdline_args(pid: i32) -> Vec<String> {
     std::fs::read(format!("/proc/{pid}/cmdline"))
