@@ -198,6 +198,7 @@ async fn accept_one(listener: TcpListener, path: &str) -> Option<Ws> {
 
 /// The WebSocket handshake of one connection; `None` if it is not a WebSocket upgrade on `path`
 /// from a non-browser client (browsers always send `Origin`).
+#[allow(clippy::result_large_err)] // the callback's shape is tungstenite's `Callback`
 async fn handshake(stream: TcpStream, path: String) -> Option<Ws> {
     let check = move |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
         if same_secret(request.uri().path(), &path) && !request.headers().contains_key("origin") {
