@@ -166,6 +166,8 @@ impl Session {
                 let phone = format!("+{}", phone.trim_start_matches('+'));
                 self.phone = Some(phone.clone());
                 self.crashes = 0;
+                // Recovered: an earlier crash or failure is no longer the session's story.
+                self.last_error = None;
                 self.enter(S::Ready, "chats loaded, sending possible");
                 vec![Effect::RememberLogin { phone }]
             }

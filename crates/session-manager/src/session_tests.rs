@@ -196,6 +196,8 @@ fn a_crash_reconnects_with_exponential_back_off() {
     wa(&mut s, "CONNECTED");
     s.apply(Event::Ready { phone: "549".into() });
     assert_eq!(s.state(), SessionState::Ready);
+    assert_eq!(error_code(&s), None, "READY clears the crash's last_error");
+    assert!(s.status().last_error.is_none());
     let effects = s.apply(Event::Crashed { reason: "third".into() });
     assert_eq!(effects[1], Effect::ScheduleReconnect(Duration::from_millis(500)));
 }

@@ -1,5 +1,5 @@
-//! Launching Debian's Chromium ourselves (so it leads its own process group and we keep its
-//! stderr), attaching chromiumoxide to its DevTools socket, and closing it without leftovers.
+//! Launching Debian's Chromium ourselves (so it leads its own process group, dies with us, and we
+//! keep its stderr), attaching chromiumoxide to its DevTools pipe, and closing it without leftovers.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -15,6 +15,7 @@ use tokio::process::{Child, ChildStderr, Command};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::devtools_pipe::{self, ChildEnds, DevtoolsPipe, Relay};
 use super::{BrowserError, process};
 
 /// A desktop Chrome user agent: WhatsApp (and the simulator) refuse `HeadlessChrome`.
@@ -36,8 +37,8 @@ pub fn chromium_args(profile: &Path, as_root: bool) -> Vec<String> {
     let mut args: Vec<String> = [
         // No display on servers; the new headless mode is the real browser without a window.
         "--headless=new",
-        // Our own port per launch, printed on stderr as "DevTools listening on ws://...".
-        "--remote-debugging-port=0",
+        // DevTools on fds 3/4, never on a port other local users could reach (devtools_pipe.rs).
+        "--remote-debugging-pipe",
         // No GPU on servers; /dev/shm is tiny in containers.
         "--disable-gpu",
         "--disable-dev-shm-usage",
@@ -89,11 +90,18 @@ pub struct BrowserHandle {
     reaper: JoinHandle<()>,
     exited: watch::Receiver<Option<String>>,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
+    /// The DevTools pipe's WebSocket side; dropping it closes the pipe.
+    _relay: Relay,
 }
 
 impl BrowserHandle {
     /// Starts Chromium on `profile` and attaches to it. `on_exit` is called once with a description
     /// when the process exits; `on_cdp_closed` when the DevTools connection ends.
+    ///
+    /// Call it from an async task (a tokio worker thread), never from `spawn_blocking`: the browser
+    /// gets the parent-death signal, which the kernel sends when the *thread* that spawned it ends.
+    /// Worker threads live as long as the runtime; idle blocking-pool threads exit after a few
+    /// seconds and would take the browser with them.
     pub async fn launch(
         settings: &LaunchSettings,
         profile: &Path,
@@ -107,27 +115,32 @@ impl BrowserHandle {
         }
         let as_root = nix::unistd::geteuid().is_root();
         let started = std::time::Instant::now();
-        let mut child = Command::new(path)
+        let spawn_error = |source: std::io::Error| BrowserError::Spawn { path: path.clone(), source };
+        let (mut pipe, child_ends) = devtools_pipe::create().map_err(spawn_error)?;
+        let mut command = Command::new(path);
+        command
             .args(chromium_args(profile, as_root))
             .env("LANG", "en_US.UTF-8")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|source| BrowserError::Spawn { path: path.clone(), source })?;
+            .kill_on_drop(true);
+        prepare_child(&mut command, &child_ends);
+        let mut child = command.spawn().map_err(spawn_error)?;
+        // The browser holds its own copies now: ours must go, or its exit would not close the pipe.
+        drop(child_ends);
         let pid = child.id().map(|p| p as i32);
         let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
         let Some(stderr) = child.stderr.take() else {
-            return Err(BrowserError::Spawn {
-                path: path.clone(),
-                source: std::io::Error::other("no stderr pipe"),
-            });
+            abort_child(&mut child, pid, profile).await;
+            return Err(spawn_error(std::io::Error::other("no stderr pipe")));
         };
-        let mut lines = BufReader::new(stderr).lines();
-        let ws_url = match devtools_url(&mut child, &mut lines, &stderr_tail, settings.launch_timeout).await {
-            Ok(url) => url,
+        let mut drained = tokio::spawn(drain_stderr(BufReader::new(stderr).lines(), stderr_tail.clone()));
+        let product =
+            wait_devtools(&mut child, &mut pipe, &mut drained, &stderr_tail, settings.launch_timeout);
+        let product = match product.await {
+            Ok(product) => product,
             Err(e) => {
                 abort_child(&mut child, pid, profile).await;
                 return Err(e);
@@ -139,9 +152,16 @@ impl BrowserHandle {
                 stderr_tail: tail(&stderr_tail),
             });
         };
-        tokio::spawn(drain_stderr(lines, stderr_tail.clone()));
-        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "DevTools address read");
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, product, "DevTools pipe answered");
 
+        let relay = match Relay::start(pipe).await {
+            Ok(relay) => relay,
+            Err(e) => {
+                abort_child(&mut child, Some(pid), profile).await;
+                let url = "ws://127.0.0.1 (DevTools relay)".to_owned();
+                return Err(BrowserError::Connect { url, reason: format!("could not listen: {e}") });
+            }
+        };
         let config = HandlerConfig {
             viewport: None,
             request_timeout: settings.request_timeout,
@@ -149,18 +169,18 @@ impl BrowserHandle {
         };
         let connected = tokio::time::timeout(
             settings.launch_timeout,
-            Browser::connect_with_config(ws_url.clone(), config),
+            Browser::connect_with_config(relay.url().to_owned(), config),
         )
         .await;
         let (browser, mut handler) = match connected {
             Ok(Ok(pair)) => pair,
             Ok(Err(e)) => {
                 abort_child(&mut child, Some(pid), profile).await;
-                return Err(BrowserError::Connect { url: ws_url, reason: e.to_string() });
+                return Err(BrowserError::Connect { url: relay.redacted_url(), reason: e.to_string() });
             }
             Err(_) => {
                 abort_child(&mut child, Some(pid), profile).await;
-                return Err(BrowserError::Connect { url: ws_url, reason: "timed out".into() });
+                return Err(BrowserError::Connect { url: relay.redacted_url(), reason: "timed out".into() });
             }
         };
 
@@ -187,7 +207,16 @@ impl BrowserHandle {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "Chromium started and attached"
         );
-        Ok(Self { browser, pid, profile: profile.to_path_buf(), handler, reaper, exited, stderr_tail })
+        Ok(Self {
+            browser,
+            pid,
+            profile: profile.to_path_buf(),
+            handler,
+            reaper,
+            exited,
+            stderr_tail,
+            _relay: relay,
+        })
     }
 
     pub fn pid(&self) -> i32 {
@@ -199,16 +228,23 @@ impl BrowserHandle {
     }
 
     /// Close politely, then kill the whole tree, and reap it. Leaves no process on the profile.
+    /// A browser that already exited, or whose DevTools connection is gone, cannot be asked: it is
+    /// killed and reaped at once (crash recovery does not wait `grace` on a dead browser).
     pub async fn shutdown(mut self, grace: Duration) {
-        let closed = tokio::time::timeout(grace, self.browser.close()).await;
-        if !matches!(closed, Ok(Ok(_))) {
-            tracing::debug!("Chromium did not close on request: killing it");
-        }
-        if !wait_exit(&mut self.exited, grace).await {
-            tracing::warn!(
-                pid = self.pid,
-                "Chromium still running after {grace:?}: killing its process tree"
-            );
+        let gone = self.exited.borrow().is_some() || self.handler.is_finished();
+        if gone {
+            tracing::debug!(pid = self.pid, "Chromium already exited or detached: no polite close");
+        } else {
+            let closed = tokio::time::timeout(grace, self.browser.close()).await;
+            if !matches!(closed, Ok(Ok(_))) {
+                tracing::debug!("Chromium did not close on request: killing it");
+            }
+            if !wait_exit(&mut self.exited, grace).await {
+                tracing::warn!(
+                    pid = self.pid,
+                    "Chromium still running after {grace:?}: killing its process tree"
+                );
+            }
         }
         // Children (renderers, zygote) may outlive the browser process for a moment: kill them all.
         process::kill_tree(Some(self.pid), &self.profile);
@@ -228,36 +264,76 @@ async fn wait_exit(exited: &mut watch::Receiver<Option<String>>, within: Duratio
     matches!(tokio::time::timeout(within, exited.wait_for(Option::is_some)).await, Ok(Ok(_)))
 }
 
-/// Reads stderr until Chromium prints its DevTools address, it exits, or the deadline passes.
-async fn devtools_url(
+/// Waits until Chromium answers on its DevTools pipe (its product name), it exits, or the deadline
+/// passes. Its stderr is being drained into `tail_buf` meanwhile (`drained` ends at its EOF).
+async fn wait_devtools(
     child: &mut Child,
-    lines: &mut tokio::io::Lines<BufReader<ChildStderr>>,
+    pipe: &mut DevtoolsPipe,
+    drained: &mut JoinHandle<()>,
     tail_buf: &Arc<Mutex<VecDeque<String>>>,
     timeout: Duration,
 ) -> Result<String, BrowserError> {
-    let deadline = tokio::time::sleep(timeout);
-    tokio::pin!(deadline);
-    loop {
-        tokio::select! {
-            _ = &mut deadline => {
-                return Err(BrowserError::LaunchTimeout { timeout, stderr_tail: tail(tail_buf) });
-            }
-            line = lines.next_line() => match line {
-                Ok(Some(line)) => {
-                    if let Some(url) = line.split("listening on ").nth(1).filter(|u| u.starts_with("ws://")) {
-                        return Ok(url.trim().to_owned());
-                    }
-                    push_line(tail_buf, line);
-                }
-                Ok(None) | Err(_) => {
-                    let status = match tokio::time::timeout(Duration::from_secs(5), child.wait()).await {
-                        Ok(Ok(status)) => status.to_string(),
-                        _ => "closed its stderr".to_owned(),
-                    };
-                    return Err(BrowserError::ExitedAtOnce { status, stderr_tail: tail(tail_buf) });
-                }
-            },
+    let exited = tokio::select! {
+        _ = tokio::time::sleep(timeout) => {
+            return Err(BrowserError::LaunchTimeout { timeout, stderr_tail: tail(tail_buf) });
         }
+        answer = pipe.probe() => match answer {
+            Ok(product) => return Ok(product),
+            // The browser closed the pipe: it is exiting.
+            Err(_) => match tokio::time::timeout(Duration::from_secs(5), child.wait()).await {
+                Ok(Ok(status)) => status.to_string(),
+                _ => "closed its DevTools pipe".to_owned(),
+            },
+        },
+        status = child.wait() => match status {
+            Ok(status) => status.to_string(),
+            Err(e) => format!("wait failed: {e}"),
+        },
+    };
+    // Its last words: the stderr lines still in the pipe.
+    let _ = tokio::time::timeout(Duration::from_secs(1), drained).await;
+    Err(BrowserError::ExitedAtOnce { status: exited, stderr_tail: tail(tail_buf) })
+}
+
+/// Places the DevTools pipe at fds 3 and 4 of the child and gives it the parent-death signal.
+#[allow(unsafe_code)]
+fn prepare_child(command: &mut Command, ends: &ChildEnds) {
+    use std::mem::ManuallyDrop;
+    use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
+
+    use nix::fcntl::{FcntlArg, fcntl};
+    use nix::sys::signal::Signal;
+
+    let (commands, events) = ends.raw();
+    let parent = nix::unistd::getpid();
+    let hook = move || -> std::io::Result<()> {
+        // A SIGKILLed manager must not leave a logged-in browser behind (see `launch` on threads).
+        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+        if nix::unistd::getppid() != parent {
+            // The manager died before the signal was armed.
+            return Err(nix::errno::Errno::ESRCH.into());
+        }
+        // Copies above 3 and 4 first (without close-on-exec), so that neither dup2 below can
+        // overwrite the other end; then fds 3 and 4, and the copies closed.
+        // SAFETY: `commands` and `events` are open in the child (inherited from the parent, which
+        // keeps them open until `spawn` returns), and fds 3 and 4 are ours to replace after fork;
+        // the ManuallyDrop wrappers never close them. Only async-signal-safe calls (fcntl, dup2,
+        // close, prctl, getppid) run here, with no allocation.
+        unsafe {
+            let high_commands = fcntl(BorrowedFd::borrow_raw(commands), FcntlArg::F_DUPFD(10))?;
+            let high_events = fcntl(BorrowedFd::borrow_raw(events), FcntlArg::F_DUPFD(10))?;
+            let mut fd3 = ManuallyDrop::new(OwnedFd::from_raw_fd(devtools_pipe::BROWSER_COMMANDS_FD));
+            let mut fd4 = ManuallyDrop::new(OwnedFd::from_raw_fd(devtools_pipe::BROWSER_EVENTS_FD));
+            nix::unistd::dup2(BorrowedFd::borrow_raw(high_commands), &mut fd3)?;
+            nix::unistd::dup2(BorrowedFd::borrow_raw(high_events), &mut fd4)?;
+            nix::unistd::close(high_commands)?;
+            nix::unistd::close(high_events)?;
+        }
+        Ok(())
+    };
+    // SAFETY: the hook runs between fork and exec and only makes async-signal-safe calls (above).
+    unsafe {
+        command.pre_exec(hook);
     }
 }
 
@@ -300,6 +376,9 @@ mod tests {
         assert!(args.contains(&"--headless=new".to_owned()));
         assert!(args.contains(&"--user-data-dir=/data/sessions/admin".to_owned()));
         assert!(!args.iter().any(|a| a.contains("enable-automation")));
+        // DevTools over fds 3/4 only: no port another local user could connect to.
+        assert!(args.contains(&"--remote-debugging-pipe".to_owned()));
+        assert!(!args.iter().any(|a| a.starts_with("--remote-debugging-port")));
         assert!(!args.iter().any(|a| a == "--no-sandbox"));
         assert!(args.iter().any(|a| a.starts_with("--user-agent=") && !a.contains("Headless")));
         assert!(chromium_args(Path::new("/p"), true).contains(&"--no-sandbox".to_owned()));

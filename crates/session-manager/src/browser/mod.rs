@@ -1,6 +1,7 @@
 //! Chromium: launch with an explicit flag list, the CDP connection, the profile directory and its
 //! lock, and process hygiene (nothing of ours is ever left running).
 
+mod devtools_pipe;
 mod launch;
 pub mod process;
 pub mod profile;
@@ -22,7 +23,7 @@ pub enum BrowserError {
     #[error("Chromium at {path} could not be started: {source}")]
     Spawn { path: PathBuf, source: std::io::Error },
 
-    #[error("Chromium did not print its DevTools address within {} s", timeout.as_secs())]
+    #[error("Chromium did not answer on its DevTools pipe within {} s", timeout.as_secs())]
     LaunchTimeout { timeout: Duration, stderr_tail: String },
 
     #[error("Chromium exited at once ({status}): {stderr_tail}")]

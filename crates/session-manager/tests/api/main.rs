@@ -8,6 +8,7 @@ use e2e::{decode_qr_data_url, decode_qr_png, wait_until};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use serde_json::{Value, json};
+use std::os::unix::process::CommandExt;
 use support::{Env, Manager, PHONE, SHORT, sim};
 
 /// Connects and waits for READY by scanning the first QR.
@@ -154,9 +155,12 @@ async fn a_killed_chromium_is_relaunched_and_the_session_is_ready_again_without_
     let first = env.chromium_main_pid().context("the Chromium of the session")?;
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(first), nix::sys::signal::Signal::SIGKILL)?;
 
-    manager.wait_status("the crash noticed", SHORT, |s| s["state"] != "READY").await;
+    let noticed = manager.wait_status("the crash noticed", SHORT, |s| s["state"] != "READY").await;
+    assert_eq!(noticed["last_error"]["code"], "BROWSER_CRASHED", "{noticed}");
     let status = manager.wait_state("READY", SHORT).await;
     assert_eq!(status["phone_number"], format!("+{PHONE}"));
+    // Recovered: the crash is no longer the session's last error.
+    assert!(status["last_error"].is_null(), "READY after a crash keeps last_error: {status}");
     let second = env.chromium_main_pid().context("a new Chromium")?;
     assert_ne!(first, second);
     let metrics = manager.metrics().await?;
@@ -292,42 +296,93 @@ async fn clear_session_backs_up_the_profile_and_the_next_connect_shows_a_fresh_q
 }
 
 #[tokio::test]
-async fn a_chromium_left_by_a_killed_manager_is_removed_by_the_next_start() -> Result<()> {
+async fn a_sigkilled_manager_takes_its_chromium_with_it() -> Result<()> {
     let env = Env::new(sim(2000)).await?;
-    let first = env.manager(&[]).await?;
-    first.connect().await?;
-    first.wait_state("QR_REQUIRED", SHORT).await;
-    let orphan = env.chromium_main_pid().context("Chromium runs for the session")?;
-    let alive = |pid: i32| {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .is_ok_and(|stat| stat.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')))
-    };
+    let manager = env.manager(&[]).await?;
+    manager.connect().await?;
+    manager.wait_state("QR_REQUIRED", SHORT).await;
+    let browser = env.chromium_main_pid().context("Chromium runs for the session")?;
 
-    // SIGKILL: the manager gets no chance to close its browser, which it runs in its own process
-    // group, so the browser outlives it.
-    let manager_pid = Pid::from_raw(first.pid().context("the manager's pid")?);
-    nix::sys::signal::kill(manager_pid, Signal::SIGKILL)?;
-    let lock_file = env.data_dir().join("session-manager.lock");
-    wait_until("the killed manager to release its data-dir lock", SHORT, || async {
-        let file = std::fs::File::open(&lock_file).ok()?;
-        file.try_lock().ok()
+    // SIGKILL: the manager gets no chance to close its browser (which leads its own process
+    // group); the parent-death signal ends it, and its children follow. No new manager is started.
+    nix::sys::signal::kill(Pid::from_raw(manager.pid().context("the manager's pid")?), Signal::SIGKILL)?;
+    e2e::assert_no_chromium_using(env.dir.path(), SHORT).await;
+    assert!(!support::alive(browser), "Chromium {browser} outlived its killed manager");
+    drop(manager);
+    env.stop().await
+}
+
+/// Kills a process group we started, should the test fail before the manager does it.
+struct KillGroupOnDrop(i32);
+
+impl Drop for KillGroupOnDrop {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::killpg(Pid::from_raw(self.0), Signal::SIGKILL);
+    }
+}
+
+#[tokio::test]
+async fn a_chromium_left_on_the_profile_is_removed_by_the_next_start() -> Result<()> {
+    let env = Env::new(sim(2000)).await?;
+    // A browser on our profile that no manager of ours started (an older release, a child that
+    // escaped): started by hand, in its own process group, without a parent-death signal.
+    let profile = env.data_dir().join("sessions/admin");
+    std::fs::create_dir_all(&profile)?;
+    let mut stray = std::process::Command::new(e2e::chromium_path())
+        .args(["--headless=new", "--no-first-run", "--disable-gpu"])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("about:blank")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()?;
+    let stray_pid = i32::try_from(stray.id())?;
+    let _cleanup = KillGroupOnDrop(stray_pid);
+    wait_until("the stray Chromium to run on the profile", SHORT, || async {
+        env.chromium_pids().contains(&stray_pid).then_some(())
     })
     .await;
-    assert!(alive(orphan), "the scenario: Chromium {orphan} outlived the killed manager");
-    let second =
-        wait_until("a new manager to start once the killed one's lock is released", SHORT, || async {
-            env.manager(&[]).await.ok()
-        })
-        .await;
-    drop(first);
 
-    // The new manager found the killed one's browser through the lock file and ended it.
-    e2e::assert_no_chromium_using(&env.data_dir(), SHORT).await;
-    assert!(!alive(orphan), "the orphaned Chromium {orphan} was removed");
-    assert_eq!(second.status().await?["state"], "INIT");
-    second.connect().await?;
-    second.wait_state("QR_REQUIRED", SHORT).await;
-    env.finish(second).await
+    let manager = env.manager(&[]).await?;
+    // The manager found the browser on its profile at start and ended it.
+    let reaped = wait_until("the stray Chromium to be killed", SHORT, || {
+        let exited = stray.try_wait().ok().flatten();
+        async move { exited }
+    })
+    .await;
+    assert!(!reaped.success(), "the stray Chromium was killed, not closed: {reaped}");
+    e2e::assert_no_chromium_using(env.dir.path(), SHORT).await;
+    assert_eq!(manager.status().await?["state"], "INIT");
+    manager.connect().await?;
+    manager.wait_state("QR_REQUIRED", SHORT).await;
+    env.finish(manager).await
+}
+
+#[tokio::test]
+async fn a_ready_session_leaves_no_devtools_port_for_other_local_users() -> Result<()> {
+    let (env, manager) = linked(&[]).await?;
+    let browsers = env.chromium_pids();
+    assert!(!browsers.is_empty(), "Chromium runs for the session");
+    for pid in &browsers {
+        // Neither a TCP listener (a DevTools port, on any address) nor the flag that would open one.
+        assert_eq!(support::listening_tcp_ports(*pid), Vec::<u16>::new(), "Chromium {pid} listens");
+        let args = support::cmdline_args(*pid);
+        assert!(!args.iter().any(|a| a.starts_with("--remote-debugging-port")), "{args:?}");
+    }
+    let main = env.chromium_main_pid().context("the browser process")?;
+    assert!(support::cmdline_args(main).iter().any(|a| a == "--remote-debugging-pipe"));
+    assert!(
+        !env.data_dir().join("sessions/admin/DevToolsActivePort").exists(),
+        "Chromium announced a DevTools port in its profile"
+    );
+    // The manager listens on its API port only: the relay to the pipe closed once attached.
+    let manager_pid = manager.pid().context("the manager's pid")?;
+    assert_eq!(support::listening_tcp_ports(manager_pid), vec![manager.port()]);
+    // And the session works through the pipe.
+    let (code, body) =
+        manager.post("/send", Some(json!({ "to": "5491123456789", "message": "through the pipe" }))).await?;
+    assert_eq!(code, 200, "{body}");
+    env.finish(manager).await
 }
 
 #[tokio::test]

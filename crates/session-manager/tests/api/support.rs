@@ -144,6 +144,11 @@ impl Manager {
         self.service().pid()
     }
 
+    /// The port of its HTTP API.
+    pub fn port(&self) -> u16 {
+        self.service().port()
+    }
+
     pub async fn get(&self, path: &str) -> Result<(u16, Value)> {
         self.api.get(path).await
     }
@@ -235,4 +240,51 @@ impl Drop for Manager {
 /// The newest modification time of the files in `dir`.
 pub fn newest_mtime(dir: &Path) -> Option<std::time::SystemTime> {
     std::fs::read_dir(dir).ok()?.filter_map(|e| e.ok()?.metadata().ok()?.modified().ok()).max()
+}
+
+/// The TCP ports `pid` listens on (IPv4 and IPv6): its socket inodes (`/proc/<pid>/fd`) matched
+/// with the LISTEN entries of `/proc/net/tcp{,6}`.
+pub fn listening_tcp_ports(pid: i32) -> Vec<u16> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|entries| {
+            entries
+                .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter_map(|target| {
+                    let target = target.to_string_lossy().into_owned();
+                    Some(target.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut ports = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode ...
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state), Some(inode)) = (fields.get(1), fields.get(3), fields.get(9))
+            else {
+                continue;
+            };
+            if *state == "0A" && inodes.iter().any(|i| i == inode) {
+                let port = local.rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok());
+                ports.extend(port);
+            }
+        }
+    }
+    ports.sort_unstable();
+    ports
+}
+
+/// Whether `pid` is a live (not zombie) process.
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')))
+}
+
+/// The command line of `pid` as its arguments.
+pub fn cmdline_args(pid: i32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|raw| raw.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect())
+        .unwrap_or_default()
 }
