@@ -135,7 +135,10 @@ impl Stack {
         }
         let data_dir = self.manager_data_dir();
         let Stack { sim, hub, .. } = self;
-        hub.stop().await?;
+        let status = hub.stop().await?;
+        if !status.success() {
+            bail!("central-hub exited with {status} after SIGTERM");
+        }
         assert_no_chromium_using(&data_dir, Duration::from_secs(10)).await;
         sim.shutdown().await;
         Ok(())

@@ -40,7 +40,8 @@ async fn wait_login_on_disk(env: &Env, linked_at: std::time::SystemTime) {
 #[tokio::test]
 async fn connect_shows_a_rotating_qr_and_a_scan_makes_the_session_ready_to_send() -> Result<()> {
     let env = Env::new(wa_sim::SimConfig { qr_prefix: true, ..sim(400) }).await?;
-    let manager = env.manager(&[("MAX_QR_ATTEMPTS", "50")]).await?;
+    // 1,000 codes at 400 ms: the attempts outlast any deadline of the test on a slow machine.
+    let manager = env.manager(&[("MAX_QR_ATTEMPTS", "1000")]).await?;
     assert_eq!(manager.status().await?["state"], "INIT");
 
     let body = manager.connect().await?;
@@ -442,7 +443,8 @@ fn status_events(text: &str) -> Vec<Value> {
 async fn the_event_stream_sends_the_status_on_subscribe_and_every_change_including_qr_rotation() -> Result<()>
 {
     let env = Env::new(sim(400)).await?;
-    let manager = env.manager(&[("MAX_QR_ATTEMPTS", "50")]).await?;
+    // 1,000 codes at 400 ms: the attempts outlast any deadline of the test on a slow machine.
+    let manager = env.manager(&[("MAX_QR_ATTEMPTS", "1000")]).await?;
     let http = reqwest::Client::new();
     let mut response = http.get(format!("{}/events", manager.url)).send().await?;
     assert_eq!(response.status().as_u16(), 200);
