@@ -130,7 +130,7 @@ async fn an_admin_runs_the_whatsapp_session_from_the_hubs_page() {
     let options = StackOptions {
         // First code 9 s, then 3 s each: long enough to look at, short enough to see a rotation.
         sim: SimConfig { qr_rotate_ms: 3_000, load_delay_ms: 100, ..SimConfig::default() },
-        manager_port: None,
+        ..StackOptions::default()
     };
     let mut stack = Stack::start(options).await.expect("the stack starts");
     let profile = tempfile::tempdir().expect("a profile directory");
