@@ -16,10 +16,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod qr;
+mod reaper;
 mod service;
 mod stack;
 
 pub use qr::{decode_qr_data_url, decode_qr_png};
+pub use reaper::{ChromiumReaper, descendants, kill_process_tree};
 pub use service::{Service, binary_path};
 pub use stack::{
     ADMIN_EMAIL, ADMIN_PASSWORD, Stack, StackOptions, TEST_JWT_SECRET, free_port, get_with_token,
@@ -53,6 +55,8 @@ pub struct TestBrowser {
     browser: Browser,
     handler: JoinHandle<()>,
     profile: PathBuf,
+    /// Kills this Chromium (every process on the profile) if the test ends without `close`.
+    _reaper: ChromiumReaper,
 }
 
 impl TestBrowser {
@@ -103,7 +107,12 @@ impl TestBrowser {
                 }
             }
         });
-        Ok(TestBrowser { browser, handler, profile: profile.to_owned() })
+        Ok(TestBrowser {
+            browser,
+            handler,
+            profile: profile.to_owned(),
+            _reaper: ChromiumReaper::new(profile),
+        })
     }
 
     /// Opens a new tab on `url` and waits for it to load.

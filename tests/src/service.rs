@@ -6,10 +6,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use nix::sys::signal::{Signal, killpg};
+use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+
+use crate::reaper;
 
 /// How long a binary may take to print its `listening on` line.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -33,8 +35,9 @@ pub fn binary_path(name: &str) -> PathBuf {
     path
 }
 
-/// A running service binary in its own process group. Dropped without [`Service::stop`], the whole
-/// group is killed, so a failing test leaves nothing running.
+/// A running service binary in its own process group, with an explicit environment. Dropped without
+/// [`Service::stop`], it is killed with every process it started (Chromium's own group included), so
+/// a failing test leaves nothing running; a terminating signal does the same (see `reaper`).
 pub struct Service {
     name: String,
     child: Option<Child>,
@@ -51,16 +54,28 @@ impl Service {
         let stderr_path = log_dir.path().join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path)?;
         let mut command = Command::new(binary_path(name));
+        // An explicit environment: the caller's shell (JWT_SECRET, DATABASE_URL, CHROMIUM_PATH...)
+        // never reaches the service; only what it needs to run and what the test passes.
+        command.env_clear();
+        // LEADMASTER_TEST_RUN marks the processes of one `scripts/test` run (it stops what is left).
+        for inherited in ["PATH", "HOME", "LEADMASTER_TEST_RUN"] {
+            if let Some(value) = std::env::var_os(inherited) {
+                command.env(inherited, value);
+            }
+        }
         command
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info,chromiumoxide=error".into()))
             .args(args)
             .envs(envs.iter().copied())
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info,chromiumoxide=error".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr))
             .process_group(0)
             .kill_on_drop(true);
         let mut child = command.spawn().with_context(|| format!("starting {name}"))?;
+        if let Some(pid) = child.id().and_then(|pid| i32::try_from(pid).ok()) {
+            reaper::register_pid(pid);
+        }
         let stdout = child.stdout.take().context("stdout is piped")?;
         let lines = Arc::new(Mutex::new(Vec::new()));
         let (url_tx, url_rx) = tokio::sync::oneshot::channel();
@@ -125,18 +140,23 @@ impl Service {
         self.child.as_ref().and_then(Child::id).and_then(|pid| i32::try_from(pid).ok())
     }
 
-    /// SIGTERM, then waits for a graceful exit; kills the process group if it takes longer.
+    /// SIGTERM, then waits for a graceful exit; kills it and its descendants if it takes longer.
     pub async fn stop(mut self) -> anyhow::Result<ExitStatus> {
         let mut child = self.child.take().context("the service was already stopped")?;
-        if let Some(pid) = child.id().and_then(|pid| i32::try_from(pid).ok()) {
+        let pid = child.id().and_then(|pid| i32::try_from(pid).ok());
+        if let Some(pid) = pid {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGTERM);
         }
-        match tokio::time::timeout(STOP_TIMEOUT, child.wait()).await {
+        let outcome = tokio::time::timeout(STOP_TIMEOUT, child.wait()).await;
+        if let Some(pid) = pid {
+            if outcome.is_err() {
+                reaper::kill_process_tree(pid);
+            }
+            reaper::forget_pid(pid);
+        }
+        match outcome {
             Ok(status) => Ok(status?),
             Err(_) => {
-                if let Some(pid) = child.id().and_then(|pid| i32::try_from(pid).ok()) {
-                    let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
-                }
                 let _ = child.wait().await;
                 bail!(
                     "{} did not exit within {STOP_TIMEOUT:?} of SIGTERM; stderr: {}",
@@ -149,9 +169,12 @@ impl Service {
 }
 
 impl Drop for Service {
+    /// Not stopped (a failing test, a panic): the service, its descendants and the process groups
+    /// they lead (Chromium's among them) are killed.
     fn drop(&mut self) {
         if let Some(pid) = self.child.as_ref().and_then(Child::id).and_then(|pid| i32::try_from(pid).ok()) {
-            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+            reaper::kill_process_tree(pid);
+            reaper::forget_pid(pid);
         }
     }
 }

@@ -31,6 +31,10 @@ pub struct StackOptions {
     pub sim: SimConfig,
     /// A fixed manager port (to restart it on the same URL); `None`: any free port.
     pub manager_port: Option<u16>,
+    /// Variables added to (or overriding) the manager's environment.
+    pub manager_env: Vec<(&'static str, String)>,
+    /// Variables added to (or overriding) the hub's environment.
+    pub hub_env: Vec<(&'static str, String)>,
 }
 
 impl Default for StackOptions {
@@ -38,6 +42,8 @@ impl Default for StackOptions {
         StackOptions {
             sim: SimConfig { qr_rotate_ms: 2_000, load_delay_ms: 100, ..SimConfig::default() },
             manager_port: None,
+            manager_env: Vec::new(),
+            hub_env: Vec::new(),
         }
     }
 }
@@ -48,32 +54,37 @@ pub struct Stack {
     pub manager: Option<Service>,
     pub hub: Service,
     manager_port: u16,
+    manager_env: Vec<(&'static str, String)>,
+    /// Kills any Chromium left on `dir` when the stack is dropped (declared before `dir`: it runs
+    /// before the directory is removed).
+    _reaper: crate::ChromiumReaper,
     dir: tempfile::TempDir,
 }
 
 impl Stack {
     pub async fn start(options: StackOptions) -> anyhow::Result<Stack> {
         let dir = tempfile::tempdir()?;
+        let reaper = crate::ChromiumReaper::new(dir.path());
         let sim = wa_sim::spawn(SimConfig { port: 0, ..options.sim }).await?;
         let manager_port = options.manager_port.unwrap_or_else(free_port);
-        let manager = start_manager(manager_port, &dir.path().join("session-manager"), &sim.url()).await?;
+        let manager_env = options.manager_env;
+        let manager =
+            start_manager(manager_port, &dir.path().join("session-manager"), &sim.url(), &manager_env)
+                .await?;
         let manager_url = format!("http://127.0.0.1:{manager_port}");
         let database_url = format!("sqlite://{}", dir.path().join("hub.db").display());
-        let hub = Service::start(
-            "central-hub",
-            &[],
-            &[
-                ("CENTRAL_HUB_HOST", "127.0.0.1"),
-                ("CENTRAL_HUB_PORT", "0"),
-                ("SESSION_MANAGER_URL", &manager_url),
-                ("DATABASE_URL", &database_url),
-                ("JWT_SECRET", TEST_JWT_SECRET),
-                ("ADMIN_EMAIL", ADMIN_EMAIL),
-                ("ADMIN_PASSWORD", ADMIN_PASSWORD),
-            ],
-        )
-        .await?;
-        Ok(Stack { sim, manager: Some(manager), hub, manager_port, dir })
+        let mut hub_env: Vec<(&str, &str)> = vec![
+            ("CENTRAL_HUB_HOST", "127.0.0.1"),
+            ("CENTRAL_HUB_PORT", "0"),
+            ("SESSION_MANAGER_URL", &manager_url),
+            ("DATABASE_URL", &database_url),
+            ("JWT_SECRET", TEST_JWT_SECRET),
+            ("ADMIN_EMAIL", ADMIN_EMAIL),
+            ("ADMIN_PASSWORD", ADMIN_PASSWORD),
+        ];
+        hub_env.extend(options.hub_env.iter().map(|(k, v)| (*k, v.as_str())));
+        let hub = Service::start("central-hub", &[], &hub_env).await?;
+        Ok(Stack { sim, manager: Some(manager), hub, manager_port, manager_env, _reaper: reaper, dir })
     }
 
     /// Starts the manager again, on the same port and data directory.
@@ -81,8 +92,10 @@ impl Stack {
         if self.manager.is_some() {
             bail!("the manager is already running");
         }
-        self.manager =
-            Some(start_manager(self.manager_port, &self.manager_data_dir(), &self.sim.url()).await?);
+        self.manager = Some(
+            start_manager(self.manager_port, &self.manager_data_dir(), &self.sim.url(), &self.manager_env)
+                .await?,
+        );
         Ok(())
     }
 
@@ -135,29 +148,40 @@ impl Stack {
         }
         let data_dir = self.manager_data_dir();
         let Stack { sim, hub, .. } = self;
-        hub.stop().await?;
+        let status = hub.stop().await?;
+        if !status.success() {
+            bail!("central-hub exited with {status} after SIGTERM");
+        }
         assert_no_chromium_using(&data_dir, Duration::from_secs(10)).await;
         sim.shutdown().await;
         Ok(())
     }
 }
 
-/// Starts the real `session-manager` on `port`, against the simulator at `sim_url`.
-async fn start_manager(port: u16, data_dir: &std::path::Path, sim_url: &str) -> anyhow::Result<Service> {
+/// Starts the real `session-manager` on `port`, against the simulator at `sim_url`; `extra` adds or
+/// overrides variables.
+async fn start_manager(
+    port: u16,
+    data_dir: &std::path::Path,
+    sim_url: &str,
+    extra: &[(&'static str, String)],
+) -> anyhow::Result<Service> {
     let port = port.to_string();
     let data_dir = data_dir.to_string_lossy();
-    Service::start(
-        "session-manager",
-        &[],
-        &[
-            ("SESSION_MANAGER_HOST", "127.0.0.1"),
-            ("SESSION_MANAGER_PORT", &port),
-            ("SESSION_MANAGER_DATA_DIR", &data_dir),
-            ("WHATSAPP_WEB_URL", sim_url),
-            ("AUTO_CONNECT", "never"),
-        ],
-    )
-    .await
+    let chromium = crate::chromium_path();
+    let chromium = chromium.to_string_lossy();
+    let mut env: Vec<(&str, &str)> = vec![
+        ("SESSION_MANAGER_HOST", "127.0.0.1"),
+        ("SESSION_MANAGER_PORT", &port),
+        ("SESSION_MANAGER_DATA_DIR", &data_dir),
+        ("WHATSAPP_WEB_URL", sim_url),
+        ("AUTO_CONNECT", "never"),
+        ("CHROMIUM_PATH", &chromium),
+        // QR codes for far longer than any deadline of a test: a slow machine never runs out of them.
+        ("MAX_QR_ATTEMPTS", "1000"),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (*k, v.as_str())));
+    Service::start("session-manager", &[], &env).await
 }
 
 /// Reads `GET path` on the hub with a bearer token.

@@ -228,10 +228,14 @@ mod tests {
         serve: ServeArgs,
     }
 
+    /// Parses `extra` as the command line, ignoring the environment (the developer's shell may set
+    /// JWT_SECRET, DATABASE_URL...): only what the test passes counts.
     fn args(extra: &[&str]) -> ServeArgs {
+        use clap::{CommandFactory, FromArgMatches};
         let mut argv = vec!["central-hub"];
         argv.extend_from_slice(extra);
-        Cli::parse_from(argv).serve
+        let matches = Cli::command().mut_args(|arg| arg.env(None)).get_matches_from(argv);
+        Cli::from_arg_matches(&matches).expect("arguments parse").serve
     }
 
     #[test]

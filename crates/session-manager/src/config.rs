@@ -149,10 +149,18 @@ impl Config {
 mod tests {
     use super::*;
 
-    fn parse(args: &[&str]) -> Config {
+    /// Parses `args` as the command line, ignoring the environment (the developer's shell may set
+    /// CHROMIUM_PATH, SESSION_MANAGER_PORT...): only what the test passes counts.
+    fn try_parse(args: &[&str]) -> Result<Config, clap::Error> {
+        use clap::{CommandFactory, FromArgMatches};
         let mut all = vec!["session-manager"];
         all.extend_from_slice(args);
-        Config::try_parse_from(all).expect("arguments parse")
+        let command = Config::command().mut_args(|arg| arg.env(None));
+        Config::from_arg_matches(&command.try_get_matches_from(all)?)
+    }
+
+    fn parse(args: &[&str]) -> Config {
+        try_parse(args).expect("arguments parse")
     }
 
     #[test]
@@ -191,6 +199,6 @@ mod tests {
         let c = parse(&["--auto-connect", "never", "--takeover-on-conflict", "false"]);
         assert_eq!(c.auto_connect, AutoConnect::Never);
         assert!(!c.takeover_on_conflict);
-        assert!(Config::try_parse_from(["x", "--max-qr-attempts", "0"]).is_err());
+        assert!(try_parse(&["--max-qr-attempts", "0"]).is_err());
     }
 }

@@ -17,6 +17,7 @@ fn hub_command(database_url: &str, manager_url: &str) -> Command {
     command
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("LEADMASTER_TEST_RUN", std::env::var_os("LEADMASTER_TEST_RUN").unwrap_or_default())
         .env("CENTRAL_HUB_PORT", "0")
         .env("DATABASE_URL", database_url)
         .env("SESSION_MANAGER_URL", manager_url)

@@ -61,7 +61,7 @@ pub struct TestApp {
     pub database_url: String,
     _dir: TempDir,
     stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    task: Option<JoinHandle<Result<(), String>>>,
 }
 
 /// A hub with default test settings in front of `manager_url`.
@@ -83,11 +83,11 @@ pub async fn spawn_app_with(manager_url: &str, tweak: impl FnOnce(&mut ServeArgs
     let state = app.state().clone();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        let _ = app
-            .run_until_stopped(async move {
-                let _ = stopped.await;
-            })
-            .await;
+        app.run_until_stopped(async move {
+            let _ = stopped.await;
+        })
+        .await
+        .map_err(|e| e.to_string())
     });
     TestApp { url, http: http_client(), state, database_url, _dir: dir, stop: Some(stop), task: Some(task) }
 }
@@ -101,7 +101,8 @@ impl TestApp {
             tokio::time::timeout(Duration::from_secs(10), task)
                 .await
                 .expect("the hub drains and stops within 10 s")
-                .expect("the server task ends cleanly");
+                .expect("the server task does not panic")
+                .unwrap_or_else(|e| panic!("the hub's server failed: {e}"));
         }
     }
 

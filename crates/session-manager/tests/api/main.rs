@@ -41,7 +41,8 @@ async fn wait_login_on_disk(env: &Env, linked_at: std::time::SystemTime) {
 #[tokio::test]
 async fn connect_shows_a_rotating_qr_and_a_scan_makes_the_session_ready_to_send() -> Result<()> {
     let env = Env::new(wa_sim::SimConfig { qr_prefix: true, ..sim(400) }).await?;
-    let manager = env.manager(&[("MAX_QR_ATTEMPTS", "50")]).await?;
+    // 1,000 codes at 400 ms: the attempts outlast any deadline of the test on a slow machine.
+    let manager = env.manager(&[("MAX_QR_ATTEMPTS", "1000")]).await?;
     assert_eq!(manager.status().await?["state"], "INIT");
 
     let body = manager.connect().await?;
@@ -497,7 +498,8 @@ fn status_events(text: &str) -> Vec<Value> {
 async fn the_event_stream_sends_the_status_on_subscribe_and_every_change_including_qr_rotation() -> Result<()>
 {
     let env = Env::new(sim(400)).await?;
-    let manager = env.manager(&[("MAX_QR_ATTEMPTS", "50")]).await?;
+    // 1,000 codes at 400 ms: the attempts outlast any deadline of the test on a slow machine.
+    let manager = env.manager(&[("MAX_QR_ATTEMPTS", "1000")]).await?;
     let http = reqwest::Client::new();
     let mut response = http.get(format!("{}/events", manager.url)).send().await?;
     assert_eq!(response.status().as_u16(), 200);
@@ -524,5 +526,48 @@ async fn the_event_stream_sends_the_status_on_subscribe_and_every_change_includi
     assert_ne!(qrs[0]["url"], qrs[1]["url"], "the rotation brings a new code");
     assert_eq!(decode_qr_data_url(qrs[1]["base64"].as_str().context("base64")?)?, qrs[1]["url"]);
     drop(response);
+    env.finish(manager).await
+}
+
+#[tokio::test]
+async fn a_page_that_never_exposes_whatsapps_modules_is_page_load_failed_after_page_load_timeout_secs()
+-> Result<()> {
+    let env = Env::new(sim(2000)).await?;
+    // A page that loads (the simulator's JSON state) but never defines WhatsApp Web's modules.
+    let blank = format!("{}/__sim/state", env.sim.url());
+    let manager = env.manager(&[("WHATSAPP_WEB_URL", &blank), ("PAGE_LOAD_TIMEOUT_SECS", "2")]).await?;
+    let (code, body) = manager.post("/connect", None).await?;
+    assert!(code == 200 || body["code"] == "PAGE_LOAD_FAILED", "connect: {code} {body}");
+    let status = manager.wait_state("ERROR", SHORT).await;
+    let error = &status["last_error"];
+    assert_eq!(error["code"], "PAGE_LOAD_FAILED", "{status}");
+    let message = error["message"].as_str().unwrap_or_default();
+    assert!(message.contains(&blank) && message.contains("2 s"), "names the URL and the timeout: {status}");
+    assert!(error["hint"].as_str().is_some_and(|h| h.contains("WHATSAPP_WEB_URL")), "{status}");
+    env.finish(manager).await
+}
+
+#[tokio::test]
+async fn a_chromium_that_never_starts_is_browser_launch_failed_after_browser_launch_timeout_secs()
+-> Result<()> {
+    let env = Env::new(sim(2000)).await?;
+    // An executable that runs but never becomes a browser: one process whose command line names
+    // the test's directory (argv[0] is the script's path), so the harness finds it whatever happens.
+    let fake = env.dir.path().join("fake-chromium");
+    std::fs::write(&fake, "#!/bin/bash\nexec -a \"$0\" sleep 300\n")?;
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    let fake_path = fake.display().to_string();
+    let manager = env.manager(&[("CHROMIUM_PATH", &fake_path), ("BROWSER_LAUNCH_TIMEOUT_SECS", "2")]).await?;
+    let (code, body) = manager.post("/connect", None).await?;
+    assert!(code == 200 || body["code"] == "BROWSER_LAUNCH_FAILED", "connect: {code} {body}");
+    let status = manager.wait_state("ERROR", SHORT).await;
+    assert_eq!(status["last_error"]["code"], "BROWSER_LAUNCH_FAILED", "{status}");
+    let message = status["last_error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("2 s"), "names the timeout: {status}");
+    let manager_pid = manager.pid().context("pid")?;
+    e2e::wait_until("the stuck launch killed", SHORT, || async {
+        e2e::descendants(manager_pid).is_empty().then_some(())
+    })
+    .await;
     env.finish(manager).await
 }

@@ -30,6 +30,8 @@ pub fn sim(qr_rotate_ms: u64) -> SimConfig {
 /// One test's world: a simulator, a data directory, and the managers started on it.
 pub struct Env {
     pub sim: SimHandle,
+    /// Kills any Chromium left on `dir` when the test ends, even by a panic (before `dir` is removed).
+    _reaper: e2e::ChromiumReaper,
     pub dir: tempfile::TempDir,
     sim_api: JsonClient,
     _permit: SemaphorePermit<'static>,
@@ -41,7 +43,8 @@ impl Env {
         let sim = wa_sim::spawn(SimConfig { port: 0, ..sim }).await.context("start wa-sim")?;
         let sim_api = JsonClient::new(sim.url())?;
         let dir = tempfile::tempdir().context("tempdir")?;
-        Ok(Self { sim, dir, sim_api, _permit: permit })
+        let reaper = e2e::ChromiumReaper::new(dir.path());
+        Ok(Self { sim, _reaper: reaper, dir, sim_api, _permit: permit })
     }
 
     pub fn data_dir(&self) -> PathBuf {
