@@ -191,7 +191,11 @@ mod tests {
     fn stat_lines_parse_past_a_command_name_with_spaces_and_parentheses() {
         let line = "4242 (Chrome_ChildIOT) (x) S 4200 4100 4100 0 -1 4194560 1 0 0 0";
         assert_eq!(parse_stat(line), Some(Stat { pid: 4242, ppid: 4200, pgrp: 4100 }));
-        assert_eq!(parse_stat("4243 (chromium) Z 4200 4100 4100 0"), None, "zombies are not processes to kill");
+        assert_eq!(
+            parse_stat("4243 (chromium) Z 4200 4100 4100 0"),
+            None,
+            "zombies are not processes to kill"
+        );
         assert_eq!(parse_stat("garbage"), None);
     }
 
@@ -199,11 +203,17 @@ mod tests {
     fn the_profile_is_found_as_one_argument_or_as_one_word_of_a_rewritten_command_line() {
         let needle = "--user-data-dir=/data/sessions/admin";
         // The browser: NUL-separated arguments.
-        assert!(cmdline_names(b"/usr/bin/chromium\0--user-data-dir=/data/sessions/admin\0about:blank\0", needle));
+        assert!(cmdline_names(
+            b"/usr/bin/chromium\0--user-data-dir=/data/sessions/admin\0about:blank\0",
+            needle
+        ));
         // A child: Chromium rewrote argv into one space-joined string (padded with NULs).
         let child = b"/usr/lib/chromium/chromium --type=renderer --user-data-dir=/data/sessions/admin --lang=en-US\0\0\0";
         assert!(cmdline_names(child, needle));
-        assert!(cmdline_names(b"/usr/lib/chromium/chromium --type=zygote --user-data-dir=/data/sessions/admin", needle));
+        assert!(cmdline_names(
+            b"/usr/lib/chromium/chromium --type=zygote --user-data-dir=/data/sessions/admin",
+            needle
+        ));
         // Another profile whose path starts with ours is not ours, in either form.
         assert!(!cmdline_names(b"chromium --type=renderer --user-data-dir=/data/sessions/admin2 x", needle));
         assert!(!cmdline_names(b"chromium\0--user-data-dir=/data/sessions/admin2\0", needle));
@@ -269,7 +279,8 @@ mod tests {
         let mut shell = fake_browser("sleep 100 &", &profile, true);
         let root = shell.id() as i32;
         shell.wait().expect("the shell exits");
-        let orphan = all_stats().into_iter().find(|s| s.pgrp == root && s.pid != root).expect("the orphan").pid;
+        let orphan =
+            all_stats().into_iter().find(|s| s.pgrp == root && s.pid != root).expect("the orphan").pid;
         assert_ne!(all_stats().iter().find(|s| s.pid == orphan).map(|s| s.ppid), Some(root));
 
         assert!(pids_using_profile(&profile).is_empty(), "nothing names the profile any more");
