@@ -104,15 +104,21 @@ pub fn is_browser_of(pid: i32, profile: &Path) -> bool {
     cmdline_has_arg(pid, &profile_arg(profile))
 }
 
-/// Every process of the Chromium on `profile`: `browser` (a pid the caller knows is ours: its own
-/// child, or one checked with [`is_browser_of`]), every process naming the profile on its command
-/// line, and all their descendants and group members.
+/// Every process of the Chromium on `profile`: every process naming the profile on its command
+/// line, the group members of `browser` (our browser's pid, when known) once it is gone, and all
+/// their descendants.
 pub fn browser_tree(browser: Option<i32>, profile: &Path) -> Vec<i32> {
     let needle = profile_arg(profile);
     let stats = all_stats();
     let mut roots: Vec<i32> =
         stats.iter().map(|s| s.pid).filter(|pid| cmdline_has_arg(*pid, &needle)).collect();
-    roots.extend(browser);
+    // A pid that now belongs to another program (reused after our browser was reaped) is no root;
+    // a pid that exited still leads the group its children may be left in.
+    let gone = |pid: i32| match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => parse_stat(&stat).is_none(), // a zombie: exited, not yet reaped
+        Err(_) => true,
+    };
+    roots.extend(browser.filter(|pid| !roots.contains(pid) && gone(*pid)));
     tree_of(&roots, &stats)
 }
 
