@@ -184,7 +184,9 @@ mod tests {
         assert_eq!(c.port, 3001);
         assert_eq!(c.data_dir, PathBuf::from("./data/session-manager"));
         assert_eq!(c.whatsapp_web_url, "https://web.whatsapp.com");
-        assert_eq!(c.chromium_path, "auto");
+        // The test run's CHROMIUM_PATH (set to run the suite on another browser) is read by clap too.
+        let expected = std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| "auto".into());
+        assert_eq!(c.chromium_path, expected);
         assert_eq!(c.max_qr_attempts, 5);
         assert_eq!(c.auto_connect, AutoConnect::Saved);
         assert!(c.takeover_on_conflict);
@@ -194,7 +196,7 @@ mod tests {
 
     #[test]
     fn auto_prefers_the_installed_headless_shell_and_a_path_is_taken_as_given() {
-        let auto = parse(&[]).chromium_executable();
+        let auto = parse(&["--chromium-path", "auto"]).chromium_executable();
         let expected = AUTO_BROWSERS.iter().find(|p| Path::new(p).is_file()).copied().unwrap_or(CHROMIUM);
         assert_eq!(auto, PathBuf::from(expected));
         if Path::new(AUTO_BROWSERS[0]).is_file() {
