@@ -168,11 +168,12 @@ pub async fn eval(page: &Page, expression: &str) -> anyhow::Result<Value> {
     Ok(result.value().cloned().unwrap_or(Value::Null))
 }
 
-/// Pids of the Chromium processes whose command line contains `dir` (scans `/proc/*/cmdline`).
+/// Pids of the Chromium processes whose command line contains `dir` (scans `/proc/*/cmdline`), and
+/// of all their descendants: the headless shell's children do not name the profile.
 pub fn chromium_pids_using(dir: &Path) -> Vec<i32> {
     let needle = dir.to_string_lossy().into_owned();
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
-    let mut pids: Vec<i32> = entries
+    let roots: Vec<i32> = entries
         .filter_map(Result::ok)
         .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| {
@@ -181,8 +182,45 @@ pub fn chromium_pids_using(dir: &Path) -> Vec<i32> {
             cmdline.contains("chrom") && cmdline.contains(&needle)
         })
         .collect();
-    pids.sort_unstable();
-    pids
+    descendants_of(&roots)
+}
+
+/// `roots` and every live (not zombie) process whose parent chain in `/proc/<pid>/stat` leads to
+/// one of them, sorted.
+pub fn descendants_of(roots: &[i32]) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    // (pid, ppid) of live processes; fields after the last ')' of the command name: state, ppid.
+    let live: Vec<(i32, i32)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<i32>().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let mut fields = stat.get(stat.rfind(')')? + 1..)?.split_whitespace();
+            let state = fields.next()?;
+            let ppid = fields.next()?.parse().ok()?;
+            (state != "Z" && state != "X").then_some((pid, ppid))
+        })
+        .collect();
+    let mut found: Vec<i32> = roots.iter().copied().filter(|r| live.iter().any(|(p, _)| p == r)).collect();
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        for (pid, ppid) in &live {
+            if *ppid == parent && !found.contains(pid) {
+                found.push(*pid);
+            }
+        }
+        i += 1;
+    }
+    found.sort_unstable();
+    found
+}
+
+/// `Pss` of `pid` from `/proc/<pid>/smaps_rollup`, in bytes.
+pub fn pss_bytes(pid: i32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let kib: u64 = text.lines().find(|l| l.starts_with("Pss:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// Waits (polling) until no Chromium process uses `dir`; panics with their pids otherwise.

@@ -168,8 +168,9 @@ async fn start_manager(
 ) -> anyhow::Result<Service> {
     let port = port.to_string();
     let data_dir = data_dir.to_string_lossy();
-    let chromium = crate::chromium_path();
-    let chromium = chromium.to_string_lossy();
+    // The test run's CHROMIUM_PATH (to run the suite on another browser), else the manager's own
+    // choice (the headless shell where installed).
+    let chromium = std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| "auto".into());
     let mut env: Vec<(&str, &str)> = vec![
         ("SESSION_MANAGER_HOST", "127.0.0.1"),
         ("SESSION_MANAGER_PORT", &port),

@@ -2,6 +2,8 @@
 //! named in ARCHITECTURE.md, with defaults that work on a laptop.
 
 use std::net::IpAddr;
+#[cfg(test)]
+use std::path::Path;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -17,6 +19,14 @@ pub enum AutoConnect {
     /// Never: wait for `POST /connect`.
     Never,
 }
+
+/// Debian's Chromium: the fallback of `CHROMIUM_PATH=auto`.
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// What `CHROMIUM_PATH=auto` tries, in order: Debian's headless shell (the binary itself, not the
+/// `/usr/bin` wrapper script, which would stay as one more process), then Chromium.
+pub const AUTO_BROWSERS: [&str; 3] =
+    ["/usr/lib/chromium/chromium-headless-shell", "/usr/bin/chromium-headless-shell", CHROMIUM];
 
 /// Holds one WhatsApp Web session in a headless Chromium driven over CDP.
 #[derive(Debug, Clone, Parser)]
@@ -38,9 +48,11 @@ pub struct Config {
     #[arg(long, env = "WHATSAPP_WEB_URL", default_value = "https://web.whatsapp.com")]
     pub whatsapp_web_url: String,
 
-    /// The Chromium executable.
-    #[arg(long, env = "CHROMIUM_PATH", default_value = "/usr/bin/chromium")]
-    pub chromium_path: PathBuf,
+    /// The browser executable, or `auto`: Debian's `chromium-headless-shell` when installed (about
+    /// half the memory), else `/usr/bin/chromium` (run with `--headless=new`). A path whose file name
+    /// contains `headless-shell` is run as the headless shell, any other as Chromium.
+    #[arg(long, env = "CHROMIUM_PATH", default_value = "auto")]
+    pub chromium_path: String,
 
     /// QR codes shown for one connect before giving up (DISCONNECTED, QR_ATTEMPTS_EXHAUSTED).
     #[arg(long, env = "MAX_QR_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
@@ -106,6 +118,16 @@ impl Config {
         }
     }
 
+    /// The browser to run: `CHROMIUM_PATH`, or for `auto` the first of [`AUTO_BROWSERS`] installed.
+    pub fn chromium_executable(&self) -> PathBuf {
+        if self.chromium_path != "auto" {
+            return PathBuf::from(&self.chromium_path);
+        }
+        let installed = AUTO_BROWSERS.iter().map(PathBuf::from).find(|p| p.is_file());
+        // Nothing installed: the error names Chromium's path and says what to install.
+        installed.unwrap_or_else(|| PathBuf::from(CHROMIUM))
+    }
+
     pub fn launch_timeout(&self) -> Duration {
         Duration::from_secs(self.launch_timeout_secs)
     }
@@ -132,7 +154,7 @@ impl Config {
             self.port,
             self.data_dir.display(),
             self.whatsapp_web_url,
-            self.chromium_path.display(),
+            self.chromium_executable().display(),
             self.max_qr_attempts,
             self.auto_connect,
             self.takeover_on_conflict,
@@ -170,12 +192,28 @@ mod tests {
         assert_eq!(c.port, 3001);
         assert_eq!(c.data_dir, PathBuf::from("./data/session-manager"));
         assert_eq!(c.whatsapp_web_url, "https://web.whatsapp.com");
-        assert_eq!(c.chromium_path, PathBuf::from("/usr/bin/chromium"));
+        // The test run's CHROMIUM_PATH (set to run the suite on another browser) is read by clap too.
+        let expected = std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| "auto".into());
+        assert_eq!(c.chromium_path, expected);
         assert_eq!(c.max_qr_attempts, 5);
         assert_eq!(c.auto_connect, AutoConnect::Saved);
         assert!(c.takeover_on_conflict);
         assert_eq!((c.send_rate_per_minute, c.connect_rate_per_minute), (60, 10));
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn auto_prefers_the_installed_headless_shell_and_a_path_is_taken_as_given() {
+        let auto = parse(&["--chromium-path", "auto"]).chromium_executable();
+        let expected = AUTO_BROWSERS.iter().find(|p| Path::new(p).is_file()).copied().unwrap_or(CHROMIUM);
+        assert_eq!(auto, PathBuf::from(expected));
+        if Path::new(AUTO_BROWSERS[0]).is_file() {
+            assert!(auto.ends_with("chromium-headless-shell"), "{}", auto.display());
+        }
+        assert_eq!(
+            parse(&["--chromium-path", "/opt/c/chrome"]).chromium_executable(),
+            PathBuf::from("/opt/c/chrome")
+        );
     }
 
     #[test]

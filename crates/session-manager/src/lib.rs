@@ -75,7 +75,7 @@ impl Application {
 
         let settings = ActorSettings {
             launch: LaunchSettings {
-                chromium_path: config.chromium_path.clone(),
+                chromium_path: config.chromium_executable(),
                 launch_timeout: config.launch_timeout(),
                 request_timeout: Duration::from_secs(30),
             },

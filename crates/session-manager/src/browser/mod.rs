@@ -70,7 +70,7 @@ impl BrowserError {
     pub fn hint(&self) -> String {
         match self {
             BrowserError::NotFound { .. } => {
-                "Install Chromium (apt-get install chromium) or set CHROMIUM_PATH to its executable".into()
+                "Install Chromium (apt-get install chromium-headless-shell chromium) or set CHROMIUM_PATH to its executable".into()
             }
             BrowserError::Spawn { .. } => "Check that CHROMIUM_PATH points at an executable Chromium".into(),
             BrowserError::LaunchTimeout { .. } => {

@@ -547,6 +547,64 @@ async fn a_page_that_never_exposes_whatsapps_modules_is_page_load_failed_after_p
     env.finish(manager).await
 }
 
+/// The browser's processes as the test sees them, independently of the manager's code: every
+/// descendant of the manager (its only child is the browser).
+fn browser_tree(manager: &Manager) -> Vec<i32> {
+    let Some(manager_pid) = manager.pid() else { return Vec::new() };
+    e2e::descendants_of(&[manager_pid]).into_iter().filter(|pid| *pid != manager_pid).collect()
+}
+
+fn metric(text: &str, name: &str) -> Option<u64> {
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// Waits until none of `pids` is a live process.
+async fn wait_gone(what: &str, pids: &[i32]) {
+    wait_until(what, SHORT, || async { e2e::descendants_of(pids).is_empty().then_some(()) }).await;
+}
+
+/// READY on `chromium`: the PSS metric is within 10% of a sum over every descendant of the
+/// manager, and neither a crash (SIGKILL of the browser) nor a stop (`/disconnect`) leaves any.
+async fn footprint_is_counted_whole_and_nothing_outlives_a_crash_or_a_stop(
+    chromium: &str,
+    headless_shell: bool,
+) -> Result<()> {
+    let (env, manager) = linked(&[("CHROMIUM_PATH", chromium)]).await?;
+    wait_login_on_disk(&env, std::time::SystemTime::now()).await;
+    let browser = env.chromium_main_pid().context("the Chromium of the session")?;
+    let exe = std::fs::read_link(format!("/proc/{browser}/exe"))?;
+    assert_eq!(exe.to_string_lossy().contains("headless-shell"), headless_shell, "{}", exe.display());
+    let tree = browser_tree(&manager);
+    assert!(tree.contains(&browser) && tree.len() >= 2, "the browser and its renderer at least: {tree:?}");
+
+    let (metric_bytes, sum) =
+        wait_until("the PSS metric within 10% of the descendants' sum", SHORT, || async {
+            let reported = metric(&manager.metrics().await.ok()?, "session_manager_chromium_pss_bytes")?;
+            let sum: u64 = browser_tree(&manager).into_iter().filter_map(e2e::pss_bytes).sum();
+            (reported.abs_diff(sum) * 10 <= sum).then_some((reported, sum))
+        })
+        .await;
+    eprintln!(
+        "{chromium}: metric {} MiB, descendants {} MiB in {}",
+        metric_bytes >> 20,
+        sum >> 20,
+        tree.len()
+    );
+
+    nix::sys::signal::kill(Pid::from_raw(browser), Signal::SIGKILL)?;
+    wait_gone("no process of the killed browser left", &tree).await;
+    manager.wait_status("the crash noticed", SHORT, |s| s["state"] != "READY").await;
+    manager.wait_state("READY", SHORT).await;
+
+    let relaunched = browser_tree(&manager);
+    assert!(!relaunched.is_empty() && relaunched.iter().all(|pid| !tree.contains(pid)), "{relaunched:?}");
+    let (code, body) = manager.post("/disconnect", Some(json!({}))).await?;
+    assert_eq!(code, 200, "{body}");
+    wait_gone("no process of the stopped browser left", &relaunched).await;
+    assert_eq!(browser_tree(&manager), Vec::<i32>::new());
+    env.finish(manager).await
+}
+
 #[tokio::test]
 async fn a_chromium_that_never_starts_is_browser_launch_failed_after_browser_launch_timeout_secs()
 -> Result<()> {
@@ -570,4 +628,14 @@ async fn a_chromium_that_never_starts_is_browser_launch_failed_after_browser_lau
     })
     .await;
     env.finish(manager).await
+}
+
+#[tokio::test]
+async fn the_headless_shell_is_the_default_and_its_footprint_is_counted_whole() -> Result<()> {
+    footprint_is_counted_whole_and_nothing_outlives_a_crash_or_a_stop("auto", true).await
+}
+
+#[tokio::test]
+async fn chromium_is_the_fallback_and_its_footprint_is_counted_whole() -> Result<()> {
+    footprint_is_counted_whole_and_nothing_outlives_a_crash_or_a_stop("/usr/bin/chromium", false).await
 }

@@ -55,12 +55,15 @@ impl Env {
     pub async fn manager(&self, env: &[(&str, &str)]) -> Result<Manager> {
         let data_dir = self.data_dir().display().to_string();
         let sim_url = self.sim.url();
+        // The browser: CHROMIUM_PATH of the test run (to run the suite on another one), else the
+        // manager's own choice (`auto`: the headless shell when installed).
+        let chromium = std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| "auto".into());
         let mut vars = vec![
             ("SESSION_MANAGER_HOST", "127.0.0.1"),
             ("SESSION_MANAGER_PORT", "0"),
             ("SESSION_MANAGER_DATA_DIR", data_dir.as_str()),
             ("WHATSAPP_WEB_URL", sim_url.as_str()),
-            ("CHROMIUM_PATH", "/usr/bin/chromium"),
+            ("CHROMIUM_PATH", chromium.as_str()),
             ("LOG_FORMAT", "text"),
         ];
         vars.extend_from_slice(env);
