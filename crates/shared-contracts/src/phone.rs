@@ -133,7 +133,9 @@ mod tests {
 
     #[test]
     fn a_leading_minus_or_separator_is_not_a_phone_number() {
-        for bad in ["-5491123456789", "+-5491123456789", " -5491123456789", ".5491123456789", ")5491123456789"] {
+        for bad in
+            ["-5491123456789", "+-5491123456789", " -5491123456789", ".5491123456789", ")5491123456789"]
+        {
             let err = PhoneNumber::parse(bad).unwrap_err();
             assert!(err.contains("must start with a digit"), "{bad}: {err}");
         }
