@@ -23,6 +23,9 @@ use shared_contracts::{
 use crate::config::Config;
 use crate::metrics::Metrics;
 
+/// Set by the manager on a send answered from its idempotency journal (not sent again).
+pub const IDEMPOTENT_REPLAYED_HEADER: &str = "idempotent-replayed";
+
 /// First pause between retries of an idempotent GET; doubled at each retry.
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(100);
 
@@ -184,12 +187,28 @@ impl SessionManagerClient {
         self.post("/clear-session", &json!({}), None, None).await
     }
 
+    /// Sends; also returns the manager's `Idempotent-Replayed` header when it set one.
     pub async fn send_message(
         &self,
         body: &SendRequest,
         idempotency_key: Option<&str>,
-    ) -> Result<SendResponse, ClientError> {
-        self.post("/send", body, body.cliente_id, idempotency_key).await
+    ) -> Result<(SendResponse, Option<axum::http::HeaderValue>), ClientError> {
+        let endpoint = "POST /send".to_owned();
+        let mut request = self.request(Method::POST, "/send").json(body);
+        if let Some(id) = body.cliente_id {
+            request = request.header(CLIENTE_ID_HEADER, id);
+        }
+        if let Some(key) = idempotency_key {
+            request = request.header(IDEMPOTENCY_KEY_HEADER, key);
+        }
+        let result = self.send(request, &endpoint).await;
+        let replayed = result
+            .as_ref()
+            .ok()
+            .and_then(|r| r.headers().get(IDEMPOTENT_REPLAYED_HEADER))
+            .and_then(|v| axum::http::HeaderValue::from_bytes(v.as_bytes()).ok());
+        let answer = self.finish(result, &endpoint).await?;
+        Ok((answer, replayed))
     }
 
     /// Opens `GET /events`; the caller reads the SSE body.

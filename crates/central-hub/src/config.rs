@@ -54,7 +54,8 @@ pub struct ServeArgs {
     /// Login attempts allowed per client IP within the login window.
     #[arg(long, env = "LOGIN_MAX_ATTEMPTS_PER_IP", default_value_t = 30)]
     pub login_max_attempts_per_ip: u32,
-    /// Failed logins allowed per account within the login window.
+    /// Failed logins on one account from one address before each further attempt from there waits
+    /// a doubling delay (2 s, 4 s, ... up to the login window). Other addresses are not slowed.
     #[arg(long, env = "LOGIN_MAX_FAILURES_PER_ACCOUNT", default_value_t = 5)]
     pub login_max_failures_per_account: u32,
     /// The login rate-limit window, in seconds.
@@ -68,6 +69,10 @@ pub struct ServeArgs {
     /// Take the client IP from `X-Real-IP` / `X-Forwarded-For` (only behind a trusted proxy like nginx).
     #[arg(long, env = "TRUST_PROXY_HEADERS", default_value_t = false)]
     pub trust_proxy_headers: bool,
+    /// Sends each caller (a client's cliente_id, an admin's account) may make per minute through
+    /// the hub, so one tenant cannot use up the session's whole send budget; 0 disables it.
+    #[arg(long, env = "HUB_SEND_RATE_PER_MINUTE", default_value_t = 30)]
+    pub hub_send_rate_per_minute: u32,
 }
 
 /// The validated configuration the hub runs with.
@@ -91,6 +96,7 @@ pub struct Config {
     pub login_window: Duration,
     pub auth_cache_ttl: Duration,
     pub trust_proxy_headers: bool,
+    pub hub_send_rate_per_minute: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +163,7 @@ impl Config {
             login_window: Duration::from_secs(args.login_window_seconds),
             auth_cache_ttl: Duration::from_millis(args.auth_cache_ttl_ms),
             trust_proxy_headers: args.trust_proxy_headers,
+            hub_send_rate_per_minute: args.hub_send_rate_per_minute,
         })
     }
 }
@@ -213,6 +220,7 @@ impl fmt::Debug for Config {
             .field("login_window_s", &self.login_window.as_secs())
             .field("auth_cache_ttl_ms", &self.auth_cache_ttl.as_millis())
             .field("trust_proxy_headers", &self.trust_proxy_headers)
+            .field("hub_send_rate_per_minute", &self.hub_send_rate_per_minute)
             .finish()
     }
 }

@@ -28,8 +28,10 @@ pub enum ApiError {
     NotFound { method: String, path: String },
     #[error("method {method} is not allowed on {path}")]
     MethodNotAllowed { method: String, path: String },
-    #[error("too many login attempts for this {scope}: retry in {retry_after_secs} s")]
-    RateLimited { scope: &'static str, retry_after_secs: u64 },
+    #[error("{message}: retry in {retry_after_secs} s")]
+    RateLimited { message: String, scope: &'static str, retry_after_secs: u64 },
+    #[error("{message}")]
+    LoginBusy { message: String, retry_after_secs: u64 },
     #[error(transparent)]
     Upstream(#[from] ClientError),
     #[error(transparent)]
@@ -52,6 +54,7 @@ impl ApiError {
             ApiError::NotFound { .. } => ErrorCode::NotFound,
             ApiError::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
             ApiError::RateLimited { .. } => ErrorCode::RateLimited,
+            ApiError::LoginBusy { .. } => ErrorCode::LoginBusy,
             ApiError::Upstream(e) => e.code(),
             ApiError::Database(_) => ErrorCode::DatabaseError,
             ApiError::Internal(_) => ErrorCode::InternalError,
@@ -77,6 +80,10 @@ impl ApiError {
                 "See ARCHITECTURE.md for the hub's routes".into()
             }
             ApiError::RateLimited { .. } => "Wait for the time in Retry-After, then try again".into(),
+            ApiError::LoginBusy { .. } => {
+                "The hub is checking many passwords at once: wait for the time in Retry-After, then log in again"
+                    .into()
+            }
             ApiError::Upstream(e) => e.hint(),
             ApiError::Database(_) => {
                 "Check that the database in DATABASE_URL is reachable and has free space; see the hub's logs"
@@ -90,9 +97,10 @@ impl ApiError {
         match self {
             ApiError::Validation { detail, .. } => detail.clone(),
             ApiError::PayloadTooLarge { limit } => json!({ "limit_bytes": limit }),
-            ApiError::RateLimited { scope, retry_after_secs } => {
+            ApiError::RateLimited { scope, retry_after_secs, .. } => {
                 json!({ "scope": scope, "retry_after_secs": retry_after_secs })
             }
+            ApiError::LoginBusy { retry_after_secs, .. } => json!({ "retry_after_secs": retry_after_secs }),
             ApiError::Upstream(e) => e.detail(),
             ApiError::Database(e) => json!({ "step": e.step() }),
             _ => json!({}),
@@ -130,7 +138,7 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized { .. } => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ApiError::RateLimited { retry_after_secs, .. } => {
+            ApiError::RateLimited { retry_after_secs, .. } | ApiError::LoginBusy { retry_after_secs, .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
             ApiError::Upstream(e) => {

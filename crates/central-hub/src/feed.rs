@@ -37,20 +37,33 @@ pub struct FeedSnapshot {
 #[derive(Debug)]
 pub struct CachedStatus {
     pub body: StatusBody,
-    /// `body` as JSON (what `GET /status` would answer).
+    /// `body` as JSON (what `GET /status` would answer), QR included: for admins only.
     pub json: Bytes,
+    /// `body` without its `qr` as JSON: what a client user may see (the QR links the company's
+    /// account, so only admins get it). Serialized once per change too: client polls are the hot path.
+    pub public_json: Bytes,
 }
 
 impl CachedStatus {
     pub fn new(body: StatusBody) -> Result<Self, serde_json::Error> {
         let json = Bytes::from(serde_json::to_vec(&body)?);
-        Ok(Self { body, json })
+        let public_json = if body.qr.is_some() {
+            Bytes::from(serde_json::to_vec(&without_qr(&body))?)
+        } else {
+            json.clone()
+        };
+        Ok(Self { body, json, public_json })
     }
 
     /// The JSON as text (it is valid UTF-8: serde_json wrote it).
     pub fn json_str(&self) -> &str {
         std::str::from_utf8(&self.json).unwrap_or_default()
     }
+}
+
+/// The status as a client user may see it: everything but the QR.
+pub fn without_qr(body: &StatusBody) -> StatusBody {
+    StatusBody { qr: None, ..body.clone() }
 }
 
 #[derive(Clone)]
@@ -189,37 +202,54 @@ pub struct SseEvent {
 }
 
 /// An incremental Server-Sent Events parser (the subset servers send: `event`, `data`, comments).
+///
+/// Works on bytes: a chunk may end inside a multi-byte UTF-8 character or between the `\r` and
+/// `\n` of a line end, so lines are split on their end bytes first and decoded whole.
 #[derive(Debug, Default)]
 pub struct SseParser {
-    buffer: String,
+    /// Bytes of the line not yet ended.
+    line: Vec<u8>,
+    /// The last byte seen was a `\r`: a `\n` right after it ends nothing more.
+    after_cr: bool,
+    name: String,
+    data: Vec<String>,
 }
 
 impl SseParser {
     /// Feeds bytes; returns the events completed by them.
     pub fn push(&mut self, chunk: &[u8]) -> Vec<SseEvent> {
-        self.buffer.push_str(&String::from_utf8_lossy(chunk));
-        if self.buffer.contains('\r') {
-            self.buffer = self.buffer.replace("\r\n", "\n").replace('\r', "\n");
-        }
         let mut events = Vec::new();
-        while let Some(end) = self.buffer.find("\n\n") {
-            let block: String = self.buffer.drain(..end + 2).collect();
-            let mut name = String::new();
-            let mut data: Vec<&str> = Vec::new();
-            for line in block.lines() {
-                let (field, value) = line.split_once(':').unwrap_or((line, ""));
-                let value = value.strip_prefix(' ').unwrap_or(value);
-                match field {
-                    "event" => name = value.to_owned(),
-                    "data" => data.push(value),
-                    _ => {}
+        for &byte in chunk {
+            let after_cr = std::mem::replace(&mut self.after_cr, byte == b'\r');
+            match byte {
+                b'\n' if after_cr => {}
+                b'\n' | b'\r' => {
+                    let line = std::mem::take(&mut self.line);
+                    if let Some(event) = self.line_ended(&String::from_utf8_lossy(&line)) {
+                        events.push(event);
+                    }
                 }
-            }
-            if !data.is_empty() {
-                events.push(SseEvent { name, data: data.join("\n") });
+                _ => self.line.push(byte),
             }
         }
         events
+    }
+
+    /// Applies one whole line; an empty line dispatches the event gathered so far.
+    fn line_ended(&mut self, line: &str) -> Option<SseEvent> {
+        if line.is_empty() {
+            let name = std::mem::take(&mut self.name);
+            let data = std::mem::take(&mut self.data);
+            return (!data.is_empty()).then(|| SseEvent { name, data: data.join("\n") });
+        }
+        let (field, value) = line.split_once(':').unwrap_or((line, ""));
+        let value = value.strip_prefix(' ').unwrap_or(value);
+        match field {
+            "event" => self.name = value.to_owned(),
+            "data" => self.data.push(value.to_owned()),
+            _ => {}
+        }
+        None
     }
 }
 
@@ -239,5 +269,25 @@ mod tests {
                 SseEvent { name: String::new(), data: "x\ny".into() },
             ]
         );
+    }
+
+    #[test]
+    fn a_character_or_a_crlf_split_at_any_point_arrives_intact() {
+        let stream =
+            "event: status\r\ndata: {\"a\":\"ñandú 😀 €\"}\r\n\r\n: ka\r\rdata: x\r\n\r\n".as_bytes();
+        let want = vec![
+            SseEvent { name: "status".into(), data: "{\"a\":\"ñandú 😀 €\"}".into() },
+            SseEvent { name: String::new(), data: "x".into() },
+        ];
+        for split in 0..=stream.len() {
+            let mut p = SseParser::default();
+            let mut events = p.push(&stream[..split]);
+            events.extend(p.push(&stream[split..]));
+            assert_eq!(events, want, "split at byte {split}");
+        }
+        // Every byte in its own chunk.
+        let mut p = SseParser::default();
+        let events: Vec<_> = stream.iter().flat_map(|b| p.push(std::slice::from_ref(b))).collect();
+        assert_eq!(events, want);
     }
 }

@@ -7,6 +7,27 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use shared_contracts::ErrorCode;
 
+/// At most this many (route, method, status) series; later new ones are counted in one overflow series.
+pub const MAX_REQUEST_SERIES: usize = 500;
+
+/// The method as a label: the standard ones by name, any other (a client can send any token) as
+/// `other`, so made-up methods cannot create series.
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Metrics {
     /// (route template, method, status) -> count.
@@ -24,8 +45,17 @@ fn bump<K: Ord>(map: &Mutex<BTreeMap<K, u64>>, key: K) {
 }
 
 impl Metrics {
+    /// `route` is a route template (or `unmatched`) and `method` a [`method_label`]: both bounded
+    /// sets; the series count is capped anyway.
     pub fn request(&self, route: &str, method: &str, status: u16) {
-        bump(&self.requests, (route.to_owned(), method.to_owned(), status));
+        let mut map = self.requests.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let key = (route.to_owned(), method.to_owned(), status);
+        let key = if map.len() >= MAX_REQUEST_SERIES && !map.contains_key(&key) {
+            ("overflow".to_owned(), "other".to_owned(), 0)
+        } else {
+            key
+        };
+        *map.entry(key).or_default() += 1;
     }
 
     pub fn upstream_error(&self, code: ErrorCode) {
@@ -118,6 +148,17 @@ fn escape(label: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_request_series_are_capped() {
+        let m = Metrics::default();
+        for i in 0..(MAX_REQUEST_SERIES + 100) {
+            m.request(&format!("/r{i}"), "GET", 200);
+        }
+        let series = m.render().lines().filter(|l| l.starts_with("central_hub_http_requests_total{")).count();
+        assert_eq!(series, MAX_REQUEST_SERIES + 1, "the cap plus one overflow series");
+        assert_eq!(method_label(&axum::http::Method::from_bytes(b"FOO").unwrap()), "other");
+    }
 
     #[test]
     fn counters_render_in_prometheus_text() {

@@ -16,7 +16,7 @@ use crate::state::AppState;
 
 /// Health checks and metrics scrapes: polled constantly, logged at DEBUG whatever they answer.
 fn is_probe(route: &str) -> bool {
-    matches!(route, "/health" | "/metrics")
+    matches!(route, "/health" | "/api/health" | "/metrics")
 }
 
 /// The status polls of the admin page and of client apps (every second or so per open page, and
@@ -53,7 +53,7 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
     let status = response.status().as_u16();
     let latency_ms = started.elapsed().as_millis() as u64;
     let user = user.get().map_or("-", String::as_str);
-    state.metrics.request(&route, method.as_str(), status);
+    state.metrics.request(&route, crate::metrics::method_label(&method), status);
     if is_probe(&route) || (is_status_poll(&route) && method == Method::GET && status < 400) {
         tracing::debug!(%request_id, %method, %path, %route, status, latency_ms, user, "request");
     } else if status >= 500 {

@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tower_http::set_header::SetResponseHeaderLayer;
 
+use crate::auth::rate_limit::TokenBucket;
 use crate::auth::{JwtKeys, UserCache, password};
 use crate::client::SessionManagerClient;
 use crate::config::Config;
@@ -77,6 +78,8 @@ impl Application {
         let state = AppState {
             jwt: Arc::new(JwtKeys::new(config.jwt_secret.as_bytes(), config.jwt_ttl)),
             login_limits: Arc::new(LoginLimits::from_config(&config)),
+            verify_gate: password::VerifyGate::per_core(),
+            send_budget: Arc::new(TokenBucket::new(config.hub_send_rate_per_minute)),
             users: Arc::new(UserCache::new(config.auth_cache_ttl)),
             config: Arc::new(config),
             store,
@@ -113,13 +116,77 @@ impl Application {
             tracing::info!("shutting down: draining requests");
             cancel.cancel();
         };
-        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
-        let served = axum::serve(self.listener, service).with_graceful_shutdown(signal).await;
+        let served = serve(self.listener, self.router, signal).await;
         self.state.shutdown.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.feed_task).await;
         self.state.store.close().await;
         served.map_err(StartupError::Serve)
     }
+}
+
+/// A request's headers must arrive within this time, and a kept-alive connection waiting for its
+/// next request is closed after it: a client that opens connections and sends half a request
+/// cannot hold them (and the hub's memory) open.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A request body must arrive within this time once its headers are in.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a stop waits for open connections to finish.
+const DRAIN_LIMIT: Duration = Duration::from_secs(8);
+
+/// Accepts HTTP/1 connections with a header-read (and keep-alive idle) timeout until `signal`
+/// resolves, then stops accepting and lets open connections finish (bounded by `DRAIN_LIMIT`).
+async fn serve(
+    listener: TcpListener,
+    router: Router,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), std::io::Error> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt;
+
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).keep_alive(true);
+    tokio::pin!(signal);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut signal => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: pause rather than spin.
+                    tracing::warn!(error.message = %e, "could not accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let service =
+            hyper::service::service_fn(move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                let request = request.map(|body| {
+                    axum::body::Body::new(tower_http::timeout::TimeoutBody::new(BODY_READ_TIMEOUT, body))
+                });
+                router.clone().oneshot(request)
+            });
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%peer, error.message = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_LIMIT, graceful.shutdown()).await.is_err() {
+        tracing::warn!(
+            "some connections were still open {} s after the stop: closing them",
+            DRAIN_LIMIT.as_secs()
+        );
+    }
+    Ok(())
 }
 
 /// The router with every layer: request context and log, security headers, body limit.

@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::rate_limit::SlidingWindow;
+use crate::auth::password::VerifyGate;
+use crate::auth::rate_limit::{Backoff, SlidingWindow, TokenBucket};
 use crate::auth::{JwtKeys, UserCache};
 use crate::client::SessionManagerClient;
 use crate::config::Config;
@@ -21,6 +22,10 @@ pub struct AppState {
     pub feed: StatusFeed,
     pub metrics: Arc<Metrics>,
     pub login_limits: Arc<LoginLimits>,
+    /// Bounds the password checks running at once (memory: 19 MiB each).
+    pub verify_gate: VerifyGate,
+    /// `HUB_SEND_RATE_PER_MINUTE` per caller.
+    pub send_budget: Arc<TokenBucket>,
     /// Users read by the auth extractor, kept for `AUTH_CACHE_TTL_MS`.
     pub users: Arc<UserCache>,
     /// Cancelled at shutdown: ends the event streams so the server can drain.
@@ -28,15 +33,17 @@ pub struct AppState {
 }
 
 pub struct LoginLimits {
+    /// Attempts per client address (`LOGIN_MAX_ATTEMPTS_PER_IP` per `LOGIN_WINDOW_SECONDS`).
     pub per_ip: SlidingWindow,
-    pub per_account: SlidingWindow,
+    /// Failures per account and address, with growing delays (`LOGIN_MAX_FAILURES_PER_ACCOUNT` free).
+    pub per_account_address: Backoff,
 }
 
 impl LoginLimits {
     pub fn from_config(config: &Config) -> Self {
         Self {
             per_ip: SlidingWindow::new(config.login_max_attempts_per_ip, config.login_window),
-            per_account: SlidingWindow::new(config.login_max_failures_per_account, config.login_window),
+            per_account_address: Backoff::new(config.login_max_failures_per_account, config.login_window),
         }
     }
 }

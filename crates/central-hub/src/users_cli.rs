@@ -25,7 +25,7 @@ pub enum UsersCliError {
 pub fn looks_like_email(email: &str) -> bool {
     let email = email.trim();
     email.len() <= 254
-        && !email.chars().any(char::is_whitespace)
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
         && email.split_once('@').is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty())
 }
 

@@ -17,6 +17,12 @@ impl PhoneNumber {
     pub fn parse(raw: &str) -> Result<Self, String> {
         let trimmed = raw.trim();
         let body = trimmed.strip_prefix('+').unwrap_or(trimmed);
+        // Separators go between digits: `-5491123456789` is a negative number, not a phone number.
+        if let Some(first) = body.chars().next().filter(|c| matches!(c, '-' | '.' | ')')) {
+            return Err(format!(
+                "phone number {raw:?} starts with {first:?}: it must start with a digit (or `+` and a digit)"
+            ));
+        }
         let mut digits = String::with_capacity(body.len());
         for c in body.chars() {
             match c {
@@ -123,6 +129,17 @@ mod tests {
         assert!(PhoneNumber::parse("01123456789").unwrap_err().contains("starts with 0"));
         assert!(PhoneNumber::parse("").is_err());
         assert!(PhoneNumber::parse("+").is_err());
+    }
+
+    #[test]
+    fn a_leading_minus_or_separator_is_not_a_phone_number() {
+        for bad in
+            ["-5491123456789", "+-5491123456789", " -5491123456789", ".5491123456789", ")5491123456789"]
+        {
+            let err = PhoneNumber::parse(bad).unwrap_err();
+            assert!(err.contains("must start with a digit"), "{bad}: {err}");
+        }
+        assert_eq!(PhoneNumber::parse("(54) 9 11 2345-6789").unwrap().as_str(), "5491123456789");
     }
 
     #[test]

@@ -327,6 +327,14 @@ async function login(event) {
   submit.textContent = t("login.busy");
   try {
     const answer = await api("POST", "/auth/login", { email, password });
+    if (answer.user?.role !== "admin") {
+      // The page shows the QR that links the company's account: administrators only. A client
+      // token is not kept.
+      fillErrorBox(box, { message: t("login.admins_only", { id: answer.user?.cliente_id ?? "" }) });
+      box.hidden = false;
+      $("login-password").value = "";
+      return;
+    }
     app.token = answer.token;
     app.user = answer.user;
     sessionStorage.setItem(TOKEN_KEY, answer.token);
@@ -692,7 +700,8 @@ function init() {
   });
   app.countdownTimer = setInterval(renderCountdown, 250);
   applyLanguage();
-  if (app.token) enterDashboard();
+  if (app.token && app.user?.role === "admin") enterDashboard();
+  else if (app.token) logout();
   else showLogin();
   document.body.dataset.ready = "true";
 }

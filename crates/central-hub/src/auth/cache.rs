@@ -86,6 +86,7 @@ mod tests {
             password_hash: String::new(),
             role: Role::Admin,
             cliente_id: None,
+            credential_version: 1,
             disabled_at: None,
             created_at: String::new(),
             updated_at: String::new(),

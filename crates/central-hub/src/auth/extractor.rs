@@ -2,11 +2,14 @@
 //!
 //! The token proves who the caller is; what they may do (enabled, role, client id) is read from the
 //! store, through the short-lived [`UserCache`](super::UserCache): a disabled account is locked out
-//! within `AUTH_CACHE_TTL_MS` (default 2 s), even with a token that has not expired.
+//! within `AUTH_CACHE_TTL_MS` (default 2 s), even with a token that has not expired. Tokens carry
+//! the account's credential version (`cv`), bumped by every password change and disable: a token
+//! issued before such a change is refused within the same delay.
 
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
+use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use shared_contracts::{ClienteId, Role};
@@ -44,44 +47,60 @@ fn unauthorized(message: impl Into<String>) -> ApiError {
     ApiError::Unauthorized { message: message.into(), hint: LOGIN_HINT }
 }
 
+/// The token of `Authorization: Bearer <token>` (the scheme is case-insensitive, RFC 7235).
+pub fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let header = headers
+        .get(AUTHORIZATION)
+        .ok_or_else(|| unauthorized("this route needs a bearer token and the request has none"))?;
+    header
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim_start().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| unauthorized("the Authorization header is not `Bearer <token>`"))
+}
+
+/// The enabled user the request's token names, with the token's credential version still current.
+pub async fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<Arc<User>, ApiError> {
+    let token = bearer_token(headers)?;
+    let claims = state.jwt.verify(token).map_err(|e| unauthorized(e.to_string()))?;
+    let id: i64 = claims.sub.parse().map_err(|_| unauthorized("the token's subject is not a user id"))?;
+    let user = match state.users.get(id) {
+        Some(user) => user,
+        None => {
+            let user = state
+                .store
+                .find_user(id)
+                .await?
+                .ok_or_else(|| unauthorized("the token's user no longer exists"))?;
+            let user = Arc::new(user);
+            state.users.insert(user.clone());
+            user
+        }
+    };
+    crate::request_context::set_current_user(user.email.clone());
+    if user.is_disabled() {
+        return Err(ApiError::Forbidden {
+            message: format!("the account {} is disabled", user.email),
+            hint: "Ask an admin to re-enable the account",
+        });
+    }
+    if claims.cv != user.credential_version {
+        // The password changed (or the account was disabled) after this token was issued.
+        return Err(unauthorized(
+            "the token was issued before the account's password changed or it was disabled: log in again",
+        ));
+    }
+    Ok(user)
+}
+
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .ok_or_else(|| unauthorized("this route needs a bearer token and the request has none"))?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| unauthorized("the Authorization header is not `Bearer <token>`"))?;
-        let claims = state.jwt.verify(token).map_err(|e| unauthorized(e.to_string()))?;
-        let id: i64 = claims.sub.parse().map_err(|_| unauthorized("the token's subject is not a user id"))?;
-        let user = match state.users.get(id) {
-            Some(user) => user,
-            None => {
-                let user = state
-                    .store
-                    .find_user(id)
-                    .await?
-                    .ok_or_else(|| unauthorized("the token's user no longer exists"))?;
-                let user = Arc::new(user);
-                state.users.insert(user.clone());
-                user
-            }
-        };
-        crate::request_context::set_current_user(user.email.clone());
-        if user.is_disabled() {
-            return Err(ApiError::Forbidden {
-                message: format!("the account {} is disabled", user.email),
-                hint: "Ask an admin to re-enable the account",
-            });
-        }
-        Ok(Self(user))
+        authenticate(&parts.headers, state).await.map(Self)
     }
 }
 
@@ -97,5 +116,24 @@ impl FromRequestParts<AppState> for AdminUser {
             });
         }
         Ok(Self(user))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for value in ["Bearer abc", "bearer abc", "BEARER abc", "BeArEr   abc "] {
+            let mut headers = HeaderMap::new();
+            headers.insert(AUTHORIZATION, value.parse().unwrap());
+            assert_eq!(bearer_token(&headers).ok(), Some("abc"), "{value}");
+        }
+        for value in ["Basic abc", "Bearer", "Bearerabc", "Bearer  "] {
+            let mut headers = HeaderMap::new();
+            headers.insert(AUTHORIZATION, value.parse().unwrap());
+            assert!(bearer_token(&headers).is_err(), "{value}");
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! HS256 login tokens: `sub`, `role`, `cliente_id`, `iat`, `exp`. Only HS256 is accepted, so a
+//! HS256 login tokens: `sub`, `role`, `cliente_id`, `cv` (the account's credential version), `iat`, `exp`. Only HS256 is accepted, so a
 //! token with `alg: none` or another algorithm is rejected before its claims are read.
 
 use std::time::Duration;
@@ -16,6 +16,11 @@ pub struct Claims {
     pub sub: String,
     pub role: Role,
     pub cliente_id: Option<u64>,
+    /// The account's credential version when the token was issued; a token whose `cv` is no longer
+    /// the account's (password changed, account disabled) is refused. Missing in tokens of older
+    /// builds: read as 0, which no account has, so those log in again.
+    #[serde(default)]
+    pub cv: i64,
     pub iat: u64,
     pub exp: u64,
 }
@@ -61,8 +66,14 @@ impl JwtKeys {
     pub fn issue(&self, user: &User) -> Result<(String, u64), TokenError> {
         let iat = jsonwebtoken::get_current_timestamp();
         let exp = iat + self.ttl.as_secs();
-        let claims =
-            Claims { sub: user.id.to_string(), role: user.role, cliente_id: user.cliente_id, iat, exp };
+        let claims = Claims {
+            sub: user.id.to_string(),
+            role: user.role,
+            cliente_id: user.cliente_id,
+            cv: user.credential_version,
+            iat,
+            exp,
+        };
         self.sign(&claims).map(|token| (token, exp))
     }
 
@@ -100,6 +111,7 @@ mod tests {
             sub: "1".into(),
             role: Role::Admin,
             cliente_id: None,
+            cv: 1,
             iat: now,
             exp: now.saturating_add_signed(exp_offset),
         }

@@ -137,16 +137,19 @@ async fn bounded<T>(
     }
 }
 
-/// Creates the SQLite file's directory and asks sqlx to create the file itself.
+/// Creates the SQLite file's directory (0700 when it creates it) and the file itself, 0600
+/// whatever the umask (it holds password hashes); SQLite gives its `-wal`, `-shm` and `-journal`
+/// files the database file's mode. An existing file readable by others is narrowed to 0600.
 fn prepare_sqlite(url: &str) -> Result<String, DbError> {
     let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
     let path = rest.split('?').next().unwrap_or(rest);
-    if !path.is_empty()
-        && path != ":memory:"
-        && let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty())
-    {
-        std::fs::create_dir_all(parent)
-            .map_err(|source| DbError::CreateDir { path: parent.display().to_string(), source })?;
+    if !path.is_empty() && path != ":memory:" && !path.starts_with("file::memory:") {
+        if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+            create_private_dir(parent)
+                .map_err(|source| DbError::CreateDir { path: parent.display().to_string(), source })?;
+        }
+        make_private_file(Path::new(path))
+            .map_err(|source| DbError::CreateDir { path: path.to_owned(), source })?;
     }
     Ok(if url.contains("mode=") {
         url.to_owned()
@@ -157,18 +160,53 @@ fn prepare_sqlite(url: &str) -> Result<String, DbError> {
     })
 }
 
+#[cfg(unix)]
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+#[cfg(not(unix))]
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)
+}
+
+#[cfg(unix)]
+fn make_private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    // The mode given at creation is reduced by the umask: set it explicitly afterwards.
+    std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
+    let mode = std::fs::metadata(path)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        tracing::info!(path = %path.display(), mode = format!("{:o}", mode & 0o777), "making the SQLite database file 0600");
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn make_private_file(_path: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
 fn migrator(backend: Backend) -> Migrator {
-    let sql = match backend {
-        Backend::Sqlite => include_str!("../../migrations/sqlite/0001_users_and_audit.sql"),
-        Backend::Postgres => include_str!("../../migrations/postgres/0001_users_and_audit.sql"),
+    let (first, second) = match backend {
+        Backend::Sqlite => (
+            include_str!("../../migrations/sqlite/0001_users_and_audit.sql"),
+            include_str!("../../migrations/sqlite/0002_credential_version.sql"),
+        ),
+        Backend::Postgres => (
+            include_str!("../../migrations/postgres/0001_users_and_audit.sql"),
+            include_str!("../../migrations/postgres/0002_credential_version.sql"),
+        ),
     };
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "users and audit".into(),
-        MigrationType::Simple,
-        sql.into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(1, "users and audit".into(), MigrationType::Simple, first.into_sql_str(), false),
+        Migration::new(2, "credential version".into(), MigrationType::Simple, second.into_sql_str(), false),
+    ])
 }
 
 #[cfg(test)]
@@ -181,6 +219,12 @@ mod tests {
         let url = format!("sqlite://{}/nested/hub.db", dir.path().display());
         assert_eq!(prepare_sqlite(&url).unwrap(), format!("{url}?mode=rwc"));
         assert!(dir.path().join("nested").is_dir());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("nested/hub.db")).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "the database file is private whatever the umask");
+        }
         assert!(matches!(Backend::from_url("mysql://x"), Err(DbError::UnsupportedUrl(_))));
     }
 }

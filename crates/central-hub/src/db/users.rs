@@ -14,6 +14,8 @@ pub struct User {
     pub password_hash: String,
     pub role: Role,
     pub cliente_id: Option<u64>,
+    /// Bumped by every password change and disable/enable; tokens carry it (`cv`).
+    pub credential_version: i64,
     /// RFC 3339, set while the account is disabled.
     pub disabled_at: Option<String>,
     pub created_at: String,
@@ -39,8 +41,7 @@ pub struct NewUser {
     pub cliente_id: Option<u64>,
 }
 
-const COLUMNS: &str =
-    "app_user_id, email, password_hash, role, cliente_id, disabled_at, created_at, updated_at";
+const COLUMNS: &str = "app_user_id, email, password_hash, role, cliente_id, credential_version, disabled_at, created_at, updated_at";
 
 /// Emails are compared in lower case: `Admin@X` and `admin@x` are one account.
 pub fn normalize_email(raw: &str) -> String {
@@ -67,6 +68,7 @@ fn user_from_row(row: &AnyRow, step: &'static str) -> Result<User, DbError> {
         password_hash: row.try_get("password_hash").map_err(get)?,
         role,
         cliente_id,
+        credential_version: row.try_get("credential_version").map_err(get)?,
         disabled_at: row.try_get("disabled_at").map_err(get)?,
         created_at: row.try_get("created_at").map_err(get)?,
         updated_at: row.try_get("updated_at").map_err(get)?,
@@ -141,11 +143,14 @@ impl Store {
         let step = "change a password";
         let done = bounded(
             step,
-            sqlx::query("update app_user set password_hash = $1, updated_at = $2 where email = $3")
-                .bind(hash.to_owned())
-                .bind(crate::now_rfc3339())
-                .bind(normalize_email(email))
-                .execute(&self.pool),
+            sqlx::query(
+                "update app_user set password_hash = $1, updated_at = $2, \
+                 credential_version = credential_version + 1 where email = $3",
+            )
+            .bind(hash.to_owned())
+            .bind(crate::now_rfc3339())
+            .bind(normalize_email(email))
+            .execute(&self.pool),
         )
         .await?;
         Ok(done.rows_affected() > 0)
@@ -158,11 +163,14 @@ impl Store {
         let disabled_at = disabled.then(|| now.clone());
         let done = bounded(
             step,
-            sqlx::query("update app_user set disabled_at = $1, updated_at = $2 where email = $3")
-                .bind(disabled_at)
-                .bind(now)
-                .bind(normalize_email(email))
-                .execute(&self.pool),
+            sqlx::query(
+                "update app_user set disabled_at = $1, updated_at = $2, \
+                 credential_version = credential_version + 1 where email = $3",
+            )
+            .bind(disabled_at)
+            .bind(now)
+            .bind(normalize_email(email))
+            .execute(&self.pool),
         )
         .await?;
         Ok(done.rows_affected() > 0)

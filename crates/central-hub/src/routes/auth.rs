@@ -10,7 +10,6 @@ use shared_contracts::{LoginRequest, LoginResponse};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::auth::password;
 use crate::db::normalize_email;
 use crate::error::{ApiError, AppJson};
 use crate::state::AppState;
@@ -41,32 +40,61 @@ async fn login(
     if email.is_empty() || body.password.is_empty() {
         return Err(ApiError::validation("email and password are required"));
     }
-    let limits = &state.login_limits;
-    for (limit, key, scope) in
-        [(&limits.per_ip, &ip, "client address"), (&limits.per_account, &email, "account")]
-    {
-        if let Err(retry_after_secs) = limit.check(key) {
-            state.metrics.login_failure("rate_limited");
-            tracing::warn!(%ip, %email, scope, "login rate limited");
-            return Err(ApiError::RateLimited { scope, retry_after_secs });
-        }
+    if email.chars().any(char::is_control) {
+        // Logged with Debug escaping anyway; refused so no stored or shown email holds one.
+        return Err(ApiError::Validation {
+            message: "the email contains a control character (a line break, tab or escape)".into(),
+            detail: serde_json::json!({ "field": "email" }),
+        });
     }
-    limits.per_ip.record(&ip);
+    let limits = &state.login_limits;
+    // Every attempt counts against its address when it starts, before the password is checked.
+    if let Err(retry_after_secs) = limits.per_ip.try_acquire(&ip) {
+        state.metrics.login_failure("rate_limited");
+        tracing::warn!(ip = ?ip, email = ?email, "login rate limited: too many attempts from this address");
+        return Err(ApiError::RateLimited {
+            message: "too many login attempts from this client address".into(),
+            scope: "client address",
+            retry_after_secs,
+        });
+    }
+    let reservation = match limits.per_account_address.reserve(&format!("{email}\n{ip}")) {
+        Ok(reservation) => reservation,
+        Err(retry_after_secs) => {
+            state.metrics.login_failure("rate_limited");
+            tracing::warn!(ip = ?ip, email = ?email, "login rate limited: failed attempts on this account");
+            return Err(ApiError::RateLimited {
+                message: "too many failed logins on this account from this client address".into(),
+                scope: "account and client address",
+                retry_after_secs,
+            });
+        }
+    };
 
     let user = state.store.find_user_by_email(&email).await?;
+    // An unknown email costs a verify too (against a dummy hash), through the same gate.
     let hash = user.as_ref().map_or_else(|| DUMMY_HASH.to_owned(), |u| u.password_hash.clone());
-    let ok = password::verify_blocking(body.password, hash)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let ok = match state.verify_gate.verify(body.password, hash).await {
+        Ok(result) => result.map_err(|e| ApiError::Internal(e.to_string()))?,
+        Err(busy) => {
+            state.metrics.login_failure("busy");
+            tracing::warn!(ip = ?ip, error.message = %busy, "login refused: password checks saturated");
+            return Err(ApiError::LoginBusy {
+                message: format!("the hub is busy checking passwords ({busy})"),
+                retry_after_secs: 1,
+            });
+        }
+    };
     let user = match user {
         Some(user) if ok => user,
         found => {
-            limits.per_account.record(&email);
+            reservation.failed();
             state.metrics.login_failure(if found.is_some() { "bad_password" } else { "unknown_user" });
-            tracing::info!(%ip, %email, "login refused: wrong email or password");
+            tracing::info!(ip = ?ip, email = ?email, "login refused: wrong email or password");
             return Err(wrong_credentials());
         }
     };
+    reservation.succeeded();
     crate::request_context::set_current_user(user.email.clone());
     if user.is_disabled() {
         state.metrics.login_failure("disabled");
@@ -75,18 +103,18 @@ async fn login(
             hint: "Ask an admin to re-enable the account",
         });
     }
-    limits.per_account.clear(&email);
     let (token, exp) = state.jwt.issue(&user).map_err(|e| ApiError::Internal(e.to_string()))?;
     let expires_at = OffsetDateTime::from_unix_timestamp(exp as i64)
         .ok()
         .and_then(|t| t.format(&Rfc3339).ok())
         .ok_or_else(|| ApiError::Internal(format!("token expiry {exp} is not a valid time")))?;
-    tracing::info!(%ip, email = %user.email, role = user.role.as_str(), "login");
+    tracing::info!(ip = ?ip, email = ?user.email, role = user.role.as_str(), "login");
     Ok(Json(LoginResponse { token, expires_at, user: user.info() }))
 }
 
-/// The caller's address; behind a trusted proxy (nginx), the one it reports.
-fn client_ip(headers: &HeaderMap, peer: SocketAddr, trust_proxy: bool) -> String {
+/// The caller's address; behind a trusted proxy (nginx), the one it reports: `X-Real-IP`, else the
+/// right-most `X-Forwarded-For` entry (the one the proxy appended; earlier ones are the client's word).
+pub(crate) fn client_ip(headers: &HeaderMap, peer: SocketAddr, trust_proxy: bool) -> String {
     if trust_proxy {
         let forwarded = headers
             .get("x-real-ip")
@@ -109,6 +137,7 @@ fn client_ip(headers: &HeaderMap, peer: SocketAddr, trust_proxy: bool) -> String
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::password;
 
     #[test]
     fn the_dummy_hash_is_a_valid_argon2_hash() {

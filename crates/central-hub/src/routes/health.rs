@@ -4,14 +4,24 @@
 //! with `"degraded"` when only the session-manager is down (logins and the admin page still work),
 //! and 503 with `"degraded"` when the database is down (nobody can be authenticated, so a load
 //! balancer should stop sending traffic here).
+//!
+//! Anyone gets that liveness answer (`status`, `service`, `timestamp`). The checks (database
+//! backend, the session-manager's URL, error text) are shown only to an admin (bearer token) or a
+//! direct loopback caller: a peer on 127.0.0.1/::1 whose request carries no `X-Forwarded-For` /
+//! `X-Real-IP`, i.e. an operator's `curl` on the host, not a visitor coming through nginx.
+//! `/api/health` is the same route (operators' runbooks curl it).
 
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use serde_json::json;
+use shared_contracts::Role;
 use shared_contracts::{DatabaseCheck, HubChecks, HubHealth, ManagerCheck};
 
 use crate::state::AppState;
@@ -20,21 +30,42 @@ use crate::state::AppState;
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/health", get(health)).route("/metrics", get(metrics))
+    Router::new()
+        .route("/health", get(health))
+        .route("/api/health", get(health))
+        .route("/metrics", get(metrics))
 }
 
-async fn health(State(state): State<AppState>) -> impl IntoResponse {
+/// A caller on this host talking to the hub directly (not relayed by a proxy).
+fn is_direct_loopback(peer: SocketAddr, headers: &HeaderMap) -> bool {
+    peer.ip().is_loopback() && !headers.contains_key("x-forwarded-for") && !headers.contains_key("x-real-ip")
+}
+
+async fn health(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let detailed = is_direct_loopback(peer, &headers)
+        || (headers.contains_key(header::AUTHORIZATION)
+            && crate::auth::extractor::authenticate(&headers, &state)
+                .await
+                .is_ok_and(|user| user.role == Role::Admin));
     let (database, session_manager) = tokio::join!(check_database(&state), check_manager(&state));
     let db_ok = database.ok;
     let status = if db_ok && session_manager.ok { "ok" } else { "degraded" };
+    let code = if db_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    if !detailed {
+        let body = json!({ "status": status, "service": "central-hub", "timestamp": crate::now_rfc3339() });
+        return (code, Json(body)).into_response();
+    }
     let body = HubHealth {
         status: status.to_owned(),
         service: "central-hub".to_owned(),
         timestamp: crate::now_rfc3339(),
         checks: HubChecks { database, session_manager },
     };
-    let code = if db_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (code, Json(body))
+    (code, Json(body)).into_response()
 }
 
 async fn check_database(state: &AppState) -> DatabaseCheck {

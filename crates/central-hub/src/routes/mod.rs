@@ -36,6 +36,9 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
 /// A status from the event stream, answered as the JSON serialized when it arrived (no per-poll
 /// serialization; the body is a reference-counted `Bytes`).
 pub(crate) fn cached_status_response(status: &CachedStatus) -> Response {
-    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], status.json.clone())
-        .into_response()
+    json_response(status.json.clone())
+}
+
+pub(crate) fn json_response(body: impl Into<axum::body::Body>) -> Response {
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body.into()).into_response()
 }

@@ -1,5 +1,6 @@
 //! Client routes: `/api/whatsapp/:clienteId/{status,qr-code,send}`. A client user may use only its
-//! own id; admins any. The QR is a credential and is never served without that check.
+//! own id; admins any. The QR links the company's one WhatsApp account (whoever scans it first owns
+//! it), so it is served to admins only: a client's status carries no `qr` and its `qr-code` is a 403.
 
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
@@ -9,11 +10,13 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use shared_contracts::{
-    ClienteId, IDEMPOTENCY_KEY_HEADER, MessageText, PhoneNumber, QrInfo, SendRequest, SendResponse,
+    ClienteId, IDEMPOTENCY_KEY_HEADER, MessageText, PhoneNumber, QrInfo, Role, SendRequest,
 };
 
 use crate::auth::AuthUser;
+use crate::client::IDEMPOTENT_REPLAYED_HEADER;
 use crate::error::{ApiError, AppJson};
+use crate::feed::without_qr;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -33,17 +36,35 @@ fn authorize(user: &AuthUser, raw: &str) -> Result<ClienteId, ApiError> {
     Ok(id)
 }
 
+/// The session's status with `cliente_id` (the id asked for); without `qr` unless the caller is an admin.
 async fn status(
     State(state): State<AppState>,
     user: AuthUser,
     Path(raw): Path<String>,
 ) -> Result<Response, ApiError> {
-    authorize(&user, &raw)?;
+    let id = authorize(&user, &raw)?;
+    let admin = user.0.role == Role::Admin;
     if let Some(status) = state.feed.live_status() {
         state.metrics.status_from_cache();
-        return Ok(super::cached_status_response(&status));
+        let json = if admin { &status.json } else { &status.public_json };
+        return Ok(super::json_response(with_cliente_id(json, id)));
     }
-    Ok(Json(state.manager.status().await?).into_response())
+    let body = state.manager.status().await?;
+    let body = if admin { body } else { without_qr(&body) };
+    let json = serde_json::to_vec(&body).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(super::json_response(with_cliente_id(&json, id)))
+}
+
+/// `{...}` becomes `{...,"cliente_id":N}`: the cached JSON is reused, never parsed again.
+fn with_cliente_id(json: &[u8], id: ClienteId) -> Vec<u8> {
+    let head = json.strip_suffix(b"}").unwrap_or(json);
+    let mut out = Vec::with_capacity(json.len() + 32);
+    out.extend_from_slice(head);
+    if head.len() > 1 {
+        out.push(b',');
+    }
+    out.extend_from_slice(format!("\"cliente_id\":{}}}", id.get()).as_bytes());
+    out
 }
 
 async fn qr_code(
@@ -52,6 +73,16 @@ async fn qr_code(
     Path(raw): Path<String>,
 ) -> Result<Json<QrInfo>, ApiError> {
     let id = authorize(&user, &raw)?;
+    if user.0.role != Role::Admin {
+        return Err(ApiError::Forbidden {
+            message: format!(
+                "the QR links the company's WhatsApp account and is shown to administrators only ({} is a client)",
+                user.0.email
+            ),
+            hint: "An administrator links the WhatsApp session from the admin page; \
+                   GET /api/whatsapp/{clienteId}/status tells you when it is ready to send",
+        });
+    }
     Ok(Json(state.manager.qr_code(Some(id.get())).await?))
 }
 
@@ -68,7 +99,7 @@ async fn send(
     Path(raw): Path<String>,
     headers: HeaderMap,
     AppJson(body): AppJson<SendBody>,
-) -> Result<Json<SendResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let id = authorize(&user, &raw)?;
     let to = PhoneNumber::parse(&body.to)
         .map_err(|message| ApiError::Validation { message, detail: json!({ "field": "to" }) })?;
@@ -82,10 +113,31 @@ async fn send(
             })?)
         }
     };
+    // One tenant cannot use up the session's send budget: each caller has its own.
+    let caller = match user.0.role {
+        Role::Client => format!("cliente:{}", id.get()),
+        Role::Admin => format!("admin:{}", user.0.id),
+    };
+    if let Err(retry_after_secs) = state.send_budget.try_take(&caller) {
+        return Err(ApiError::RateLimited {
+            message: format!(
+                "{caller} used its {} sends per minute (HUB_SEND_RATE_PER_MINUTE)",
+                state.send_budget.per_minute()
+            ),
+            scope: "caller",
+            retry_after_secs,
+        });
+    }
     let request = SendRequest {
         cliente_id: Some(id.get()),
         to: to.as_str().to_owned(),
         message: message.as_str().to_owned(),
     };
-    Ok(Json(state.manager.send_message(&request, idempotency_key).await?))
+    let (answer, replayed) = state.manager.send_message(&request, idempotency_key).await?;
+    let mut response = Json(answer).into_response();
+    if let Some(value) = replayed {
+        // The manager answered from its idempotency journal: say so, as it did.
+        response.headers_mut().insert(IDEMPOTENT_REPLAYED_HEADER, value);
+    }
+    Ok(response)
 }

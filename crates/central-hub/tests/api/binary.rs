@@ -13,7 +13,11 @@ use crate::helpers::{JWT_SECRET, dead_url, http_client, status_and_json};
 const BIN: &str = env!("CARGO_BIN_EXE_central-hub");
 
 fn hub_command(database_url: &str, manager_url: &str) -> Command {
-    let mut command = Command::new(BIN);
+    hub_command_of(BIN, database_url, manager_url)
+}
+
+fn hub_command_of(bin: &str, database_url: &str, manager_url: &str) -> Command {
+    let mut command = Command::new(bin);
     command
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -162,4 +166,75 @@ async fn the_binary_prints_generated_admin_credentials_once_and_they_work() {
         !String::from_utf8_lossy(&add.stdout).contains("client password 9"),
         "a given password is not echoed"
     );
+}
+
+/// `VmHWM` (peak resident set) and `VmRSS` of a process, in KiB, from `/proc/<pid>/status`.
+fn peak_and_current_rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/<pid>/status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("{name} missing in {status}"))
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+/// 200 parallel logins (unknown emails and wrong passwords) used to run 200 argon2 verifies of
+/// 19 MiB at once (30 took the hub to 554 MB). They are bounded by the verify gate now: the hub
+/// stays under 128 MB and the logins it cannot check in time get 503 LOGIN_BUSY with Retry-After.
+/// `CENTRAL_HUB_BIN=target/release/central-hub` measures the release build.
+#[tokio::test]
+async fn two_hundred_parallel_logins_keep_the_hub_under_128_mb() {
+    let bin = std::env::var("CENTRAL_HUB_BIN").unwrap_or_else(|_| BIN.to_owned());
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/hub.db", dir.path().display());
+    let mut command = hub_command_of(&bin, &db, &dead_url().await);
+    command
+        .env("JWT_SECRET", JWT_SECRET)
+        .env("SESSION_MANAGER_TOKEN", "hub-test-manager-token-0123456789abcdef")
+        .env("ADMIN_EMAIL", "admin@rss.io")
+        .env("ADMIN_PASSWORD", "admin password 1")
+        // Limits out of the way: every attempt reaches the password check.
+        .env("LOGIN_MAX_ATTEMPTS_PER_IP", "100000")
+        .env("LOGIN_MAX_FAILURES_PER_ACCOUNT", "100000");
+    let mut hub = Running::start(command);
+    let url = hub.wait_listening();
+    let pid = hub.child.id();
+    let (before, _) = peak_and_current_rss_kib(pid);
+
+    let http = http_client();
+    let logins = (0..200).map(|i| {
+        let email = if i % 2 == 0 { format!("nobody{i}@rss.io") } else { "admin@rss.io".to_owned() };
+        let request = http
+            .post(format!("{url}/auth/login"))
+            .json(&json!({ "email": email, "password": format!("wrong {i}") }));
+        async move {
+            let response = request.send().await.expect("the hub answers every login");
+            let retry_after = response.headers().get("retry-after").is_some();
+            let (status, body) = status_and_json(response).await;
+            (status, body["code"].as_str().unwrap_or_default().to_owned(), retry_after)
+        }
+    });
+    let answers = futures_util::future::join_all(logins).await;
+    let (peak, current) = peak_and_current_rss_kib(pid);
+    let checked = answers.iter().filter(|(s, ..)| *s == 401).count();
+    let busy = answers.iter().filter(|(s, ..)| *s == 503).count();
+    eprintln!(
+        "central-hub ({bin}): VmHWM {} MB (before the logins {} MB), VmRSS after {} MB; {checked} checked (401), {busy} busy (503)",
+        peak / 1024,
+        before / 1024,
+        current / 1024
+    );
+    for (status, code, retry_after) in &answers {
+        match status {
+            401 => assert_eq!(code, "UNAUTHORIZED"),
+            503 => assert!(code == "LOGIN_BUSY" && *retry_after, "{code}, Retry-After {retry_after}"),
+            other => panic!("a login answered {other} {code}"),
+        }
+    }
+    assert!(checked >= 1, "some logins were checked");
+    assert!(peak < 128 * 1024, "peak RSS {} MB is not under 128 MB", peak / 1024);
+    drop(hub);
 }

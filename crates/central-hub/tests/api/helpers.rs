@@ -51,6 +51,7 @@ pub fn serve_args(manager_url: &str, database_url: &str) -> ServeArgs {
         login_window_seconds: 300,
         auth_cache_ttl_ms: 2_000,
         trust_proxy_headers: false,
+        hub_send_rate_per_minute: 30,
     }
 }
 

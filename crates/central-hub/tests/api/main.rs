@@ -9,5 +9,6 @@ mod binary;
 mod helpers;
 mod manager_double;
 mod routing;
+mod security;
 mod store;
 mod upstream;

@@ -59,6 +59,8 @@ struct Shared {
     counts: Mutex<BTreeMap<String, u64>>,
     sends: Mutex<Vec<ReceivedSend>>,
     disconnects: Mutex<Vec<Value>>,
+    /// Answered sends by (cliente_id, Idempotency-Key): the request (to, message) and the answer.
+    journal: Mutex<BTreeMap<(Option<u64>, String), ((String, String), SendResponse)>>,
 }
 
 #[derive(Clone)]
@@ -265,6 +267,23 @@ async fn send(State(s): State<DoubleState>, headers: HeaderMap, Json(body): Json
         response.headers_mut().insert("retry-after", axum::http::HeaderValue::from(7));
         return response;
     }
+    let key = header("idempotency-key").map(|k| (body.cliente_id, k));
+    if let Some(key) = &key
+        && let Some((request, answer)) = s.shared.journal.lock().expect("journal").get(key).cloned()
+    {
+        // Like the manager: keys are scoped by caller, and reusing one for another message is a 422.
+        if request != (body.to.clone(), body.message.clone()) {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::IdempotencyKeyReused,
+                "this Idempotency-Key was used for another message",
+                json!({ "key": key.1 }),
+            );
+        }
+        let mut response = Json(answer).into_response();
+        response.headers_mut().insert("idempotent-replayed", axum::http::HeaderValue::from_static("true"));
+        return response;
+    }
     let state = s.status.borrow().state;
     if state != SessionState::Ready {
         return error(
@@ -274,12 +293,19 @@ async fn send(State(s): State<DoubleState>, headers: HeaderMap, Json(body): Json
             json!({ "state": state }),
         );
     }
-    Json(SendResponse {
+    let answer = SendResponse {
         success: true,
         message: "Message sent".into(),
-        data: SentMessage { message_id: "3EB0DOUBLE".into(), to: body.to, timestamp: 1_708_876_543_210 },
-    })
-    .into_response()
+        data: SentMessage {
+            message_id: "3EB0DOUBLE".into(),
+            to: body.to.clone(),
+            timestamp: 1_708_876_543_210,
+        },
+    };
+    if let Some(key) = key {
+        s.shared.journal.lock().expect("journal").insert(key, ((body.to, body.message), answer.clone()));
+    }
+    Json(answer).into_response()
 }
 
 async fn counts(State(s): State<DoubleState>) -> Json<BTreeMap<String, u64>> {

@@ -80,9 +80,13 @@ async fn store_contract(store: &Store) {
     assert!(!store.set_password_hash("nobody@example.com", &new_hash).await.unwrap());
     let changed = store.find_user(client.id).await.unwrap().unwrap();
     assert!(password::verify("second password", &changed.password_hash));
+    assert_eq!(client.credential_version, 1, "a new account starts at version 1");
+    assert_eq!(changed.credential_version, 2, "a password change bumps the credential version");
 
     assert!(store.set_disabled("c@example.com", true).await.unwrap());
-    assert!(store.find_user(client.id).await.unwrap().unwrap().is_disabled());
+    let disabled = store.find_user(client.id).await.unwrap().unwrap();
+    assert!(disabled.is_disabled());
+    assert_eq!(disabled.credential_version, 3, "a disable bumps it too");
     assert!(store.set_disabled("c@example.com", false).await.unwrap());
     assert!(!store.find_user(client.id).await.unwrap().unwrap().is_disabled());
 
