@@ -315,7 +315,8 @@ async fn the_start_command_brings_up_the_demo_and_ctrl_c_stops_everything() {
              SESSION_MANAGER_DATA_DIR={data}/session-manager\nAUTO_CONNECT=never\n\
              CENTRAL_HUB_HOST=127.0.0.1\nCENTRAL_HUB_PORT={hub_port}\n\
              SESSION_MANAGER_URL=http://127.0.0.1:{manager_port}\nDATABASE_URL=sqlite://{data}/central-hub.db\n\
-             WA_SIM_PORT={sim_port}\n",
+             WA_SIM_PORT={sim_port}\nSESSION_MANAGER_TOKEN={token}\n",
+            token = e2e::TEST_MANAGER_TOKEN,
             data = data.display()
         ),
     )

@@ -29,6 +29,10 @@ pub enum ErrorCode {
     NumberNotOnWhatsapp,
     /// Too many logins, connects or sends; `Retry-After` is set.
     RateLimited,
+    /// An `Idempotency-Key` already used by this caller for a different message.
+    IdempotencyKeyReused,
+    /// The request's `Host` is not one the service answers (DNS-rebinding guard).
+    HostNotAllowed,
     /// Chromium could not be started (not found at the path, launch timed out, exited at once).
     BrowserLaunchFailed,
     /// Chromium or the page crashed; the manager reconnects on its own.
@@ -79,7 +83,8 @@ impl ErrorCode {
             | ErrorCode::Conflict
             | ErrorCode::ProfileLocked => 409,
             ErrorCode::PayloadTooLarge => 413,
-            ErrorCode::NumberNotOnWhatsapp => 422,
+            ErrorCode::HostNotAllowed => 421,
+            ErrorCode::NumberNotOnWhatsapp | ErrorCode::IdempotencyKeyReused => 422,
             ErrorCode::RateLimited => 429,
             ErrorCode::BrowserLaunchFailed | ErrorCode::InternalError => 500,
             ErrorCode::SessionManagerUnreachable | ErrorCode::SessionManagerError | ErrorCode::Unknown => 502,
@@ -105,6 +110,8 @@ impl ErrorCode {
             ErrorCode::SessionNotReady => "SESSION_NOT_READY",
             ErrorCode::NumberNotOnWhatsapp => "NUMBER_NOT_ON_WHATSAPP",
             ErrorCode::RateLimited => "RATE_LIMITED",
+            ErrorCode::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
+            ErrorCode::HostNotAllowed => "HOST_NOT_ALLOWED",
             ErrorCode::BrowserLaunchFailed => "BROWSER_LAUNCH_FAILED",
             ErrorCode::BrowserCrashed => "BROWSER_CRASHED",
             ErrorCode::PageLoadFailed => "PAGE_LOAD_FAILED",
@@ -179,6 +186,8 @@ mod tests {
             ("METHOD_NOT_ALLOWED", 405),
             ("SESSION_NOT_READY", 409),
             ("NUMBER_NOT_ON_WHATSAPP", 422),
+            ("IDEMPOTENCY_KEY_REUSED", 422),
+            ("HOST_NOT_ALLOWED", 421),
             ("RATE_LIMITED", 429),
             ("BROWSER_LAUNCH_FAILED", 500),
             ("CONNECTION_ERROR", 503),
