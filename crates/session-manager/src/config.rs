@@ -114,12 +114,13 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         match self.token.as_deref().map(str::trim) {
             None | Some("") => {
-                return Err(format!(
+                return Err(
                     "SESSION_MANAGER_TOKEN is not set: the manager refuses to start without it (every route but \
                      /health and a QR-less /status needs it). Generate one with `openssl rand -hex 32` and set \
                      SESSION_MANAGER_TOKEN to it in the environment file both services read \
                      (deploy/leadmaster.env): the hub sends the same value"
-                ));
+                        .to_owned(),
+                );
             }
             Some(t) if t.chars().count() < MIN_TOKEN_CHARS => {
                 return Err(format!(
