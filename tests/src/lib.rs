@@ -22,7 +22,7 @@ mod stack;
 
 pub use qr::{decode_qr_data_url, decode_qr_png};
 pub use reaper::{ChromiumReaper, descendants, kill_process_tree};
-pub use service::{Service, binary_path};
+pub use service::{Service, TEST_MANAGER_TOKEN, binary_path};
 pub use stack::{
     ADMIN_EMAIL, ADMIN_PASSWORD, Stack, StackOptions, TEST_JWT_SECRET, free_port, get_with_token,
     post_with_token,
@@ -253,6 +253,7 @@ where
 pub struct JsonClient {
     base: String,
     http: reqwest::Client,
+    bearer: Option<String>,
 }
 
 impl JsonClient {
@@ -261,7 +262,14 @@ impl JsonClient {
         // reqwest is built without a default TLS crypto provider; plain HTTP still needs one set.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
-        Ok(JsonClient { base: base.into(), http })
+        Ok(JsonClient { base: base.into(), http, bearer: None })
+    }
+
+    /// The same client sending `Authorization: Bearer <token>` (e.g. [`TEST_MANAGER_TOKEN`] for
+    /// the session-manager).
+    pub fn with_bearer(mut self, token: impl Into<String>) -> Self {
+        self.bearer = Some(token.into());
+        self
     }
 
     /// `GET path` -> `(status, JSON body)`.
@@ -287,7 +295,10 @@ impl JsonClient {
         format!("{}{path}", self.base)
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<(u16, Value)> {
+    async fn send(&self, mut request: reqwest::RequestBuilder) -> anyhow::Result<(u16, Value)> {
+        if let Some(token) = &self.bearer {
+            request = request.bearer_auth(token);
+        }
         let response = request.send().await?;
         let status = response.status().as_u16();
         let text = response.text().await?;

@@ -13,6 +13,9 @@ use tokio::process::{Child, Command};
 
 use crate::reaper;
 
+/// The SESSION_MANAGER_TOKEN the manager and the hub of a test share (tests only).
+pub const TEST_MANAGER_TOKEN: &str = "test-manager-token-0123456789abcdef0123";
+
 /// How long a binary may take to print its `listening on` line.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a binary may take to exit after SIGTERM before its process group is killed.
@@ -49,6 +52,8 @@ pub struct Service {
 
 impl Service {
     /// Starts `name` with `args` and `envs`, and waits for its `<name> listening on <url>` line.
+    /// `session-manager` and `central-hub` get `SESSION_MANAGER_TOKEN=`[`TEST_MANAGER_TOKEN`]
+    /// (both require it) unless `envs` sets it.
     pub async fn start(name: &str, args: &[&str], envs: &[(&str, &str)]) -> anyhow::Result<Service> {
         let log_dir = tempfile::tempdir()?;
         let stderr_path = log_dir.path().join("stderr.log");
@@ -72,6 +77,11 @@ impl Service {
             .stderr(Stdio::from(stderr))
             .process_group(0)
             .kill_on_drop(true);
+        if matches!(name, "session-manager" | "central-hub")
+            && !envs.iter().any(|(key, _)| *key == "SESSION_MANAGER_TOKEN")
+        {
+            command.env("SESSION_MANAGER_TOKEN", TEST_MANAGER_TOKEN);
+        }
         let mut child = command.spawn().with_context(|| format!("starting {name}"))?;
         if let Some(pid) = child.id().and_then(|pid| i32::try_from(pid).ok()) {
             reaper::register_pid(pid);

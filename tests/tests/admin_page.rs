@@ -333,6 +333,10 @@ async fn scenario(stack: &mut Stack, browser: &TestBrowser) {
     .await;
     assert!(notice.starts_with("Sesión borrada"), "notice: {notice}");
     wait_for_indicator(&page, "disconnected", "Desconectado", Duration::from_secs(10)).await;
+    // The backup still holds a working login: the page says so, and where it is.
+    let warning = shown_text(&page, "backup-warning").await.expect("the backup warning is shown");
+    assert!(warning.contains("inicio de sesión válido"), "warning: {warning}");
+    assert!(warning.contains("backups/admin-"), "the warning names the backup: {warning}");
 
     // English is one switch away.
     eval(&page, "(() => { const s = document.getElementById('lang'); s.value = 'en'; s.dispatchEvent(new Event('change')); })()")
@@ -341,6 +345,8 @@ async fn scenario(stack: &mut Stack, browser: &TestBrowser) {
     wait_for_indicator(&page, "disconnected", "Disconnected", Duration::from_secs(2)).await;
     assert_eq!(text(&page, "document.getElementById('connect').textContent").await, "Connect WhatsApp");
     assert_eq!(text(&page, "document.documentElement.lang").await, "en");
+    let warning = shown_text(&page, "backup-warning").await.expect("the backup warning is shown");
+    assert!(warning.contains("holds a working login"), "warning: {warning}");
 
     let violations = eval(&page, "window.__cspViolations").await.expect("the CSP record");
     assert_eq!(violations, Value::Array(vec![]), "the page works under the hub's CSP");

@@ -148,7 +148,7 @@ impl SessionManagerClient {
             http: builder().read_timeout(config.read_timeout).build()?,
             stream_http: builder().build()?,
             base_url: config.session_manager_url.as_str().into(),
-            token: config.session_manager_token.as_deref().map(Into::into),
+            token: Some(config.session_manager_token.as_str().into()),
             connect_timeout: config.connect_timeout,
             read_timeout: config.read_timeout,
             get_retries: config.get_retries,

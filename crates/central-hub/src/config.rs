@@ -9,6 +9,9 @@ use clap::Args;
 /// The shortest JWT secret the hub accepts, in bytes (HS256 wants at least the hash size).
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
+/// The shortest SESSION_MANAGER_TOKEN accepted (the session-manager refuses shorter ones too).
+pub const MIN_MANAGER_TOKEN_CHARS: usize = 32;
+
 /// Where the users live when `DATABASE_URL` is not set.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/central-hub.db";
 
@@ -27,7 +30,8 @@ pub struct ServeArgs {
     /// Base URL of the session-manager.
     #[arg(long, env = "SESSION_MANAGER_URL", default_value = "http://127.0.0.1:3001")]
     pub session_manager_url: String,
-    /// Bearer token sent to the session-manager (required when it is not bound to loopback).
+    /// Bearer token sent to the session-manager (required, at least 32 characters, the same value
+    /// the session-manager is started with).
     #[arg(long, env = "SESSION_MANAGER_TOKEN", hide_env_values = true)]
     pub session_manager_token: Option<String>,
     /// Connect timeout towards the session-manager, in milliseconds.
@@ -82,7 +86,7 @@ pub struct Config {
     pub port: u16,
     /// Without a trailing slash, exactly as it appears in errors and `/health`.
     pub session_manager_url: String,
-    pub session_manager_token: Option<String>,
+    pub session_manager_token: String,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub get_retries: u32,
@@ -112,6 +116,17 @@ pub enum ConfigError {
          brute-forced. Set JWT_SECRET to a longer random string (e.g. `openssl rand -base64 48`)"
     )]
     ShortJwtSecret(usize),
+    #[error(
+        "SESSION_MANAGER_TOKEN is not set: the hub authenticates to the session-manager with it and refuses \
+         to start without one. Generate one with `openssl rand -hex 32` and set SESSION_MANAGER_TOKEN to it in \
+         the environment file both services read (deploy/leadmaster.env)"
+    )]
+    MissingManagerToken,
+    #[error(
+        "SESSION_MANAGER_TOKEN is {0} characters long: at least {MIN_MANAGER_TOKEN_CHARS} are required. \
+         Generate one with `openssl rand -hex 32` (in deploy/leadmaster.env, shared with the session-manager)"
+    )]
+    ShortManagerToken(usize),
     #[error("SESSION_MANAGER_URL {url:?} is not a valid http(s) URL: {reason}")]
     BadManagerUrl { url: String, reason: String },
     #[error("ADMIN_EMAIL and ADMIN_PASSWORD must be set together (only {0} is set)")]
@@ -130,6 +145,13 @@ impl Config {
             Some(s) => s,
         };
         let session_manager_url = normalize_manager_url(&args.session_manager_url)?;
+        let session_manager_token = match args.session_manager_token.as_deref().map(str::trim) {
+            None | Some("") => return Err(ConfigError::MissingManagerToken),
+            Some(t) if t.chars().count() < MIN_MANAGER_TOKEN_CHARS => {
+                return Err(ConfigError::ShortManagerToken(t.chars().count()));
+            }
+            Some(t) => t.to_owned(),
+        };
         match (&args.admin_email, &args.admin_password) {
             (Some(_), None) => return Err(ConfigError::HalfAdmin("ADMIN_EMAIL")),
             (None, Some(_)) => return Err(ConfigError::HalfAdmin("ADMIN_PASSWORD")),
@@ -149,7 +171,7 @@ impl Config {
             host: args.host,
             port: args.port,
             session_manager_url,
-            session_manager_token: args.session_manager_token.filter(|t| !t.is_empty()),
+            session_manager_token,
             connect_timeout: Duration::from_millis(args.session_manager_connect_timeout_ms),
             read_timeout: Duration::from_millis(args.session_manager_timeout_ms),
             get_retries: args.session_manager_retries,
@@ -206,7 +228,7 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("listen", &format_args!("{}:{}", self.host, self.port))
             .field("session_manager_url", &self.session_manager_url)
-            .field("session_manager_token", &mask(self.session_manager_token.as_deref()))
+            .field("session_manager_token", &mask(Some(&self.session_manager_token)))
             .field("connect_timeout_ms", &self.connect_timeout.as_millis())
             .field("read_timeout_ms", &self.read_timeout.as_millis())
             .field("get_retries", &self.get_retries)
@@ -255,9 +277,30 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_or_short_manager_token_is_refused_with_how_to_make_one() {
+        let secret = "s".repeat(40);
+        for extra in [&[][..], &["--session-manager-token", " "][..]] {
+            let err = Config::from_args(args(&[&["--jwt-secret", &secret][..], extra].concat())).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains("SESSION_MANAGER_TOKEN is not set"), "{text}");
+            assert!(text.contains("openssl rand -hex 32"), "{text}");
+        }
+        let err =
+            Config::from_args(args(&["--jwt-secret", &secret, "--session-manager-token", "a"])).unwrap_err();
+        assert!(err.to_string().contains("1 characters long"), "{err}");
+        let token = "t".repeat(32);
+        let config =
+            Config::from_args(args(&["--jwt-secret", &secret, "--session-manager-token", &token])).unwrap();
+        assert_eq!(config.session_manager_token, token);
+    }
+
+    #[test]
     fn secrets_never_appear_in_the_printed_config() {
         let secret = "s".repeat(40);
+        let token = "m".repeat(48);
         let config = Config::from_args(args(&[
+            "--session-manager-token",
+            &token,
             "--jwt-secret",
             &secret,
             "--session-manager-url",
@@ -268,6 +311,7 @@ mod tests {
         .unwrap();
         let printed = format!("{config:?}");
         assert!(!printed.contains(&secret) && !printed.contains("hunter2"), "{printed}");
+        assert!(!printed.contains(&token), "{printed}");
         assert!(printed.contains("<set, 40 bytes>"), "{printed}");
         assert_eq!(config.session_manager_url, "http://127.0.0.1:3001");
     }

@@ -1,13 +1,28 @@
 //! The manager's configuration: command-line flags, each also read from the environment variable
 //! named in ARCHITECTURE.md, with defaults that work on a laptop.
 
-use std::net::IpAddr;
 #[cfg(test)]
 use std::path::Path;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+
+/// The shortest SESSION_MANAGER_TOKEN accepted.
+pub const MIN_TOKEN_CHARS: usize = 32;
+
+/// `Host` header value or host name without port or IPv6 brackets, lowercase: `[::1]:3001` -> `::1`.
+pub fn bare_host(host: &str) -> String {
+    let host = host.trim();
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or(rest)
+    } else if host.matches(':').count() == 1 {
+        host.split(':').next().unwrap_or(host)
+    } else {
+        host
+    };
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
 
 /// When the manager opens the browser on its own at start-up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -32,7 +47,7 @@ pub const AUTO_BROWSERS: [&str; 3] =
 #[derive(Debug, Clone, Parser)]
 #[command(name = "session-manager", version, about)]
 pub struct Config {
-    /// Address to bind. Anything but loopback requires SESSION_MANAGER_TOKEN.
+    /// Address to bind (loopback unless the hub runs on another host).
     #[arg(long, env = "SESSION_MANAGER_HOST", default_value = "127.0.0.1")]
     pub host: String,
 
@@ -62,9 +77,23 @@ pub struct Config {
     #[arg(long, env = "AUTO_CONNECT", value_enum, default_value_t = AutoConnect::Saved)]
     pub auto_connect: AutoConnect,
 
-    /// Bearer token required on every route but /health (required when not bound to loopback).
+    /// Bearer token required on every route but /health and a QR-less /status (required, at
+    /// least 32 characters; the hub sends the same value).
     #[arg(long, env = "SESSION_MANAGER_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+
+    /// Host names the manager answers (comma-separated, any port), against DNS rebinding.
+    /// Default: 127.0.0.1, localhost, [::1]. The bind host is always allowed.
+    #[arg(long, env = "SESSION_MANAGER_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
+
+    /// Hours an answered Idempotency-Key is remembered (a retry within it is replayed).
+    #[arg(long, env = "IDEMPOTENCY_TTL_HOURS", default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..))]
+    pub idempotency_ttl_hours: u64,
+
+    /// Clear-session backups kept (each holds a live linked-device login); 0 keeps none.
+    #[arg(long, env = "SESSION_BACKUP_RETENTION", default_value_t = 3)]
+    pub session_backup_retention: u32,
 
     /// Take the session back when WhatsApp Web is opened elsewhere (else ERROR CONFLICT).
     #[arg(long, env = "TAKEOVER_ON_CONFLICT", default_value_t = true, action = clap::ArgAction::Set)]
@@ -93,16 +122,30 @@ pub struct Config {
 }
 
 impl Config {
-    /// Checks what clap cannot: a non-loopback bind needs a token.
+    /// Checks what clap cannot: a token of at least [`MIN_TOKEN_CHARS`] characters.
     pub fn validate(&self) -> Result<(), String> {
-        if self.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
-            return Err("SESSION_MANAGER_TOKEN is set but empty: unset it or give a secret".to_owned());
+        match self.token.as_deref().map(str::trim) {
+            None | Some("") => {
+                return Err(
+                    "SESSION_MANAGER_TOKEN is not set: the manager refuses to start without it (every route but \
+                     /health and a QR-less /status needs it). Generate one with `openssl rand -hex 32` and set \
+                     SESSION_MANAGER_TOKEN to it in the environment file both services read \
+                     (deploy/leadmaster.env): the hub sends the same value"
+                        .to_owned(),
+                );
+            }
+            Some(t) if t.chars().count() < MIN_TOKEN_CHARS => {
+                return Err(format!(
+                    "SESSION_MANAGER_TOKEN is {} characters long: at least {MIN_TOKEN_CHARS} are required. \
+                     Generate one with `openssl rand -hex 32` (in deploy/leadmaster.env, shared with the hub)",
+                    t.chars().count()
+                ));
+            }
+            Some(_) => {}
         }
-        if !self.binds_loopback() && self.token.is_none() {
+        if let Some(bad) = self.allowed_hosts.iter().find(|h| h.trim().is_empty() || h.contains('/')) {
             return Err(format!(
-                "SESSION_MANAGER_HOST={} is not a loopback address: set SESSION_MANAGER_TOKEN (the hub sends it \
-                 as a bearer token) or bind 127.0.0.1",
-                self.host
+                "SESSION_MANAGER_ALLOWED_HOSTS has the entry {bad:?}: give host names or addresses, comma-separated"
             ));
         }
         if !(self.whatsapp_web_url.starts_with("http://") || self.whatsapp_web_url.starts_with("https://")) {
@@ -111,11 +154,26 @@ impl Config {
         Ok(())
     }
 
-    pub fn binds_loopback(&self) -> bool {
-        match self.host.parse::<IpAddr>() {
-            Ok(ip) => ip.is_loopback(),
-            Err(_) => self.host.eq_ignore_ascii_case("localhost"),
-        }
+    /// The token, trimmed (call after [`Config::validate`]).
+    pub fn token(&self) -> &str {
+        self.token.as_deref().map(str::trim).unwrap_or_default()
+    }
+
+    /// The host names (lowercase, without port or brackets) the manager answers.
+    pub fn host_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = if self.allowed_hosts.is_empty() {
+            ["127.0.0.1", "localhost", "::1"].map(str::to_owned).to_vec()
+        } else {
+            self.allowed_hosts.iter().map(|h| bare_host(h.trim())).collect()
+        };
+        names.push(bare_host(&self.host));
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    pub fn idempotency_ttl(&self) -> Duration {
+        Duration::from_secs(self.idempotency_ttl_hours * 3600)
     }
 
     /// The browser to run: `CHROMIUM_PATH`, or for `auto` the first of [`AUTO_BROWSERS`] installed.
@@ -149,7 +207,8 @@ impl Config {
         format!(
             "host={} port={} data_dir={} whatsapp_web_url={} chromium_path={} max_qr_attempts={} \
              auto_connect={:?} token={token} takeover_on_conflict={} launch_timeout={}s page_load_timeout={}s \
-             send_timeout={}s send_rate_per_minute={} connect_rate_per_minute={}",
+             send_timeout={}s send_rate_per_minute={} connect_rate_per_minute={} allowed_hosts={} \
+             idempotency_ttl={}h session_backup_retention={}",
             self.host,
             self.port,
             self.data_dir.display(),
@@ -163,6 +222,9 @@ impl Config {
             self.send_timeout_secs,
             self.send_rate_per_minute,
             self.connect_rate_per_minute,
+            self.host_names().join(","),
+            self.idempotency_ttl_hours,
+            self.session_backup_retention,
         )
     }
 }
@@ -170,6 +232,8 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 
     /// Parses `args` as the command line, ignoring the environment (the developer's shell may set
     /// CHROMIUM_PATH, SESSION_MANAGER_PORT...): only what the test passes counts.
@@ -181,8 +245,11 @@ mod tests {
         Config::from_arg_matches(&command.try_get_matches_from(all)?)
     }
 
+    /// Parses `args` with a valid token.
     fn parse(args: &[&str]) -> Config {
-        try_parse(args).expect("arguments parse")
+        let mut all = vec!["--token", TOKEN];
+        all.extend_from_slice(args);
+        try_parse(&all).expect("arguments parse")
     }
 
     #[test]
@@ -192,13 +259,14 @@ mod tests {
         assert_eq!(c.port, 3001);
         assert_eq!(c.data_dir, PathBuf::from("./data/session-manager"));
         assert_eq!(c.whatsapp_web_url, "https://web.whatsapp.com");
-        // The test run's CHROMIUM_PATH (set to run the suite on another browser) is read by clap too.
-        let expected = std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| "auto".into());
-        assert_eq!(c.chromium_path, expected);
+        assert_eq!(c.chromium_path, "auto");
         assert_eq!(c.max_qr_attempts, 5);
         assert_eq!(c.auto_connect, AutoConnect::Saved);
         assert!(c.takeover_on_conflict);
         assert_eq!((c.send_rate_per_minute, c.connect_rate_per_minute), (60, 10));
+        assert_eq!(c.idempotency_ttl(), Duration::from_secs(24 * 3600));
+        assert_eq!(c.session_backup_retention, 3);
+        assert_eq!(c.host_names(), ["127.0.0.1", "::1", "localhost"]);
         assert!(c.validate().is_ok());
     }
 
@@ -217,18 +285,32 @@ mod tests {
     }
 
     #[test]
-    fn a_public_bind_without_a_token_is_refused() {
-        let err = parse(&["--host", "0.0.0.0"]).validate().unwrap_err();
-        assert!(err.contains("SESSION_MANAGER_TOKEN"), "{err}");
-        assert!(parse(&["--host", "0.0.0.0", "--token", "s3cret"]).validate().is_ok());
-        assert!(parse(&["--host", "localhost"]).validate().is_ok());
-        assert!(parse(&["--host", "::1"]).validate().is_ok());
+    fn the_token_is_mandatory_and_long() {
+        let bare = |args: &[&str]| try_parse(args).expect("arguments parse");
+        for args in [&[][..], &["--token", "  "][..]] {
+            let err = bare(args).validate().unwrap_err();
+            assert!(err.contains("SESSION_MANAGER_TOKEN is not set"), "{err}");
+            assert!(err.contains("openssl rand -hex 32"), "{err}");
+        }
+        let err = bare(&["--token", "a"]).validate().unwrap_err();
+        assert!(err.contains("1 characters long") && err.contains("at least 32"), "{err}");
+        assert!(bare(&["--token", &"x".repeat(31)]).validate().is_err());
+        assert!(bare(&["--token", &"x".repeat(32)]).validate().is_ok());
+    }
+
+    #[test]
+    fn allowed_hosts_replace_the_loopback_names_and_keep_the_bind_host() {
+        let c = parse(&["--host", "10.0.0.5", "--allowed-hosts", "manager.internal,[fd00::1]:3001"]);
+        assert_eq!(c.host_names(), ["10.0.0.5", "fd00::1", "manager.internal"]);
+        assert_eq!(bare_host("LocalHost:3001"), "localhost");
+        assert_eq!(bare_host("[::1]:80"), "::1");
+        assert_eq!(bare_host("::1"), "::1");
     }
 
     #[test]
     fn the_summary_masks_the_token() {
-        let s = parse(&["--token", "very-secret-value"]).summary();
-        assert!(!s.contains("very-secret-value"), "{s}");
+        let s = parse(&[]).summary();
+        assert!(!s.contains(TOKEN), "{s}");
         assert!(s.contains("token=set (masked)"));
     }
 

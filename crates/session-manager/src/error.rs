@@ -20,6 +20,12 @@ pub enum Error {
     #[error("missing or wrong bearer token")]
     Unauthorized,
 
+    #[error("the Host {host:?} is not one this session-manager answers")]
+    HostNotAllowed { host: String },
+
+    #[error("the Idempotency-Key {key:?} was already used for a different message")]
+    IdempotencyKeyReused { key: String },
+
     #[error("no route {method} {path}")]
     NotFound { method: String, path: String },
 
@@ -68,6 +74,8 @@ impl Error {
             Error::Validation { .. } => ErrorCode::ValidationError,
             Error::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
             Error::Unauthorized => ErrorCode::Unauthorized,
+            Error::HostNotAllowed { .. } => ErrorCode::HostNotAllowed,
+            Error::IdempotencyKeyReused { .. } => ErrorCode::IdempotencyKeyReused,
             Error::NotFound { .. } => ErrorCode::NotFound,
             Error::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
             Error::NoQr { .. } => ErrorCode::NoQr,
@@ -86,7 +94,18 @@ impl Error {
         match self {
             Error::Validation { .. } => "Fix the request body: see `detail` and the API documentation".into(),
             Error::PayloadTooLarge { .. } => "Send a smaller body".into(),
-            Error::Unauthorized => "Send `Authorization: Bearer <SESSION_MANAGER_TOKEN>`".into(),
+            Error::Unauthorized => {
+                "Send `Authorization: Bearer <token>` with the value of SESSION_MANAGER_TOKEN, \
+                 configured in the environment file shared by the hub and the session-manager \
+                 (deploy/leadmaster.env)"
+                    .into()
+            }
+            Error::HostNotAllowed { .. } => {
+                "Call the session-manager by an allowed name (127.0.0.1 or localhost), or add this one to \
+                 SESSION_MANAGER_ALLOWED_HOSTS"
+                    .into()
+            }
+            Error::IdempotencyKeyReused { .. } => "Use a new Idempotency-Key for a different message".into(),
             Error::NotFound { .. } => "See ARCHITECTURE.md for the routes of the session-manager".into(),
             Error::MethodNotAllowed { .. } => "Use a method listed in the Allow header".into(),
             Error::NoQr { state } => match state {
@@ -127,6 +146,8 @@ impl Error {
             }
             Error::NoQr { state } | Error::SessionNotReady { state } => json!({ "state": state }),
             Error::NumberNotOnWhatsapp { number } => json!({ "to": number }),
+            Error::HostNotAllowed { host } => json!({ "host": host }),
+            Error::IdempotencyKeyReused { key } => json!({ "idempotency_key": key }),
             Error::RateLimited { what, per_minute, retry_after_secs, .. } => {
                 json!({ "limit": what, "per_minute": per_minute, "retry_after_secs": retry_after_secs })
             }

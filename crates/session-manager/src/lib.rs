@@ -29,6 +29,9 @@ use crate::routes::{AppState, Idempotency, RateLimiter};
 
 /// How long in-flight requests may take to finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long a connection may take to send a request's headers, and may stay idle between
+/// requests, before it is closed (against connections that hold a worker and a socket forever).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why the manager could not start.
 #[derive(Debug, thiserror::Error)]
@@ -57,11 +60,13 @@ impl Application {
     pub async fn build(config: Config) -> Result<Self, StartError> {
         config.validate().map_err(StartError::Config)?;
         tracing::info!(config = %config.summary(), "session-manager starting");
-        let data = DataDir::open(&config.data_dir)?;
+        let data =
+            DataDir::open(&config.data_dir)?.with_backup_retention(config.session_backup_retention as usize);
         let (lock, recorded_browser) = ProfileLock::acquire(&data)?;
         // A browser left by a crashed manager still holds our profile: end it now.
         data.reclaim_profile(recorded_browser).await?;
-        let idempotency = Idempotency::open(&config.data_dir).map_err(StartError::Journal)?;
+        let idempotency =
+            Idempotency::open(&config.data_dir, config.idempotency_ttl()).map_err(StartError::Journal)?;
         let auto_connect = match config.auto_connect {
             AutoConnect::Always => true,
             AutoConnect::Never => false,
@@ -89,7 +94,9 @@ impl Application {
         let (shutdown_tx, shutting_down) = watch::channel(false);
         let state = AppState {
             session,
-            token: config.token.as_deref().map(Arc::from),
+            token: Arc::from(config.token()),
+            allowed_hosts: config.host_names().into(),
+            backup_retention: config.session_backup_retention,
             idempotency: Arc::new(idempotency),
             send_limiter: Arc::new(RateLimiter::new(
                 "sends",
@@ -136,7 +143,7 @@ impl Application {
         let app = routes::router(self.state.clone());
         let shutdown_tx = self.shutdown_tx;
         let (stopped_tx, mut stopped_rx) = watch::channel(false);
-        let server = axum::serve(self.listener, app).with_graceful_shutdown(async move {
+        let server = serve(self.listener, app, async move {
             shutdown.await;
             tracing::info!("shutting down: no new requests");
             let _ = shutdown_tx.send(true);
@@ -157,6 +164,62 @@ impl Application {
         tracing::info!("session-manager stopped");
         served
     }
+}
+
+/// Serves HTTP/1.1 connections until `shutdown` completes, then lets the open ones finish. Each
+/// connection has [`HEADER_READ_TIMEOUT`] to send its headers and to stay idle between requests.
+async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // Every connection task holds a receiver; `closed()` resolves once all are gone.
+    let (open_tx, open_rx) = watch::channel(());
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little rather than spin.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let mut stop = stop_rx.clone();
+        let open = open_rx.clone();
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+            let mut conn = std::pin::pin!(builder.serve_connection(TokioIo::new(stream), service));
+            tokio::select! {
+                served = conn.as_mut() => {
+                    if let Err(e) = served {
+                        tracing::debug!(error = %e, "connection closed");
+                    }
+                }
+                () = async { let _ = stop.wait_for(|stop| *stop).await; } => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+            drop(open);
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    drop(open_rx);
+    open_tx.closed().await;
+    Ok(())
 }
 
 /// Builds the application, prints the listening line, serves until SIGTERM/SIGINT.

@@ -33,6 +33,8 @@ pub enum ErrorCode {
     IdempotencyKeyReused,
     /// hub: too many password checks are running at once; `Retry-After` is set.
     LoginBusy,
+    /// The request's `Host` is not one the service answers (DNS-rebinding guard).
+    HostNotAllowed,
     /// Chromium could not be started (not found at the path, launch timed out, exited at once).
     BrowserLaunchFailed,
     /// Chromium or the page crashed; the manager reconnects on its own.
@@ -83,6 +85,7 @@ impl ErrorCode {
             | ErrorCode::Conflict
             | ErrorCode::ProfileLocked => 409,
             ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::HostNotAllowed => 421,
             ErrorCode::NumberNotOnWhatsapp | ErrorCode::IdempotencyKeyReused => 422,
             ErrorCode::RateLimited => 429,
             ErrorCode::BrowserLaunchFailed | ErrorCode::InternalError => 500,
@@ -112,6 +115,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "RATE_LIMITED",
             ErrorCode::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             ErrorCode::LoginBusy => "LOGIN_BUSY",
+            ErrorCode::HostNotAllowed => "HOST_NOT_ALLOWED",
             ErrorCode::BrowserLaunchFailed => "BROWSER_LAUNCH_FAILED",
             ErrorCode::BrowserCrashed => "BROWSER_CRASHED",
             ErrorCode::PageLoadFailed => "PAGE_LOAD_FAILED",
@@ -188,6 +192,7 @@ mod tests {
             ("NUMBER_NOT_ON_WHATSAPP", 422),
             ("IDEMPOTENCY_KEY_REUSED", 422),
             ("LOGIN_BUSY", 503),
+            ("HOST_NOT_ALLOWED", 421),
             ("RATE_LIMITED", 429),
             ("BROWSER_LAUNCH_FAILED", 500),
             ("CONNECTION_ERROR", 503),

@@ -17,8 +17,8 @@ pub use health::{DatabaseCheck, HealthBody, HubChecks, HubHealth, ManagerCheck};
 pub use hub::{LoginRequest, LoginResponse, Role, UserInfo};
 pub use phone::{ClienteId, MAX_MESSAGE_CHARS, MessageText, PhoneNumber};
 pub use session::{
-    ClearSessionResponse, ConnectResponse, DisconnectRequest, DisconnectResponse, LastError, QrInfo,
-    SendRequest, SendResponse, SentMessage, SessionState, StatusBody,
+    ClearSessionResponse, ConnectResponse, DisconnectRequest, DisconnectResponse, LastError, ProfileBackup,
+    QrInfo, SendRequest, SendResponse, SentMessage, SessionState, StatusBody,
 };
 
 /// The name of the one session this gateway holds.

@@ -138,6 +138,22 @@ pub struct ClearSessionResponse {
     /// Where the previous profile was moved, when there was one.
     #[serde(default)]
     pub backup: Option<String>,
+    /// What that backup holds and how long it is kept (absent from older managers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_details: Option<ProfileBackup>,
+}
+
+/// A profile moved aside by `clear-session`: it still holds a working linked-device login.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileBackup {
+    /// The backup directory on the manager's host.
+    pub path: String,
+    /// Always true today: the moved profile holds the WhatsApp login of the linked device.
+    pub contains_login: bool,
+    /// What an operator must know about it (a sentence).
+    pub warning: String,
+    /// Backups kept (SESSION_BACKUP_RETENTION); older ones are deleted.
+    pub retention: u32,
 }
 
 /// `POST /send` body, as the hub and the seeds' callers send it.

@@ -413,8 +413,9 @@ async function runAction(name, path, body, doneKey) {
   hideNotice();
   render();
   try {
-    await api("POST", path, body);
+    const answer = await api("POST", path, body);
     showNotice(t(doneKey));
+    if (name === "clear") showBackupWarning(answer?.backup_details);
     // The stream brings the new state; a poll covers the time until it does.
     if (!(app.streamOpen && app.upstreamLive)) pollStatus();
   } catch (error) {
@@ -425,10 +426,20 @@ async function runAction(name, path, body, doneKey) {
   }
 }
 
+// A clear-session backup still holds a working login of the linked device: say so until the page
+// is reloaded (the manager keeps SESSION_BACKUP_RETENTION of them).
+function showBackupWarning(backup) {
+  const warning = $("backup-warning");
+  warning.hidden = !backup?.contains_login;
+  if (warning.hidden) return;
+  $("backup-path").textContent = backup.path;
+}
+
 function confirmClear() {
   const dialog = $("confirm-clear");
   dialog.returnValue = "";
   hideNotice();
+  $("backup-warning").hidden = true;
   dialog.showModal();
 }
 

@@ -25,6 +25,7 @@ fn hub_command_of(bin: &str, database_url: &str, manager_url: &str) -> Command {
         .env("CENTRAL_HUB_PORT", "0")
         .env("DATABASE_URL", database_url)
         .env("SESSION_MANAGER_URL", manager_url)
+        .env("SESSION_MANAGER_TOKEN", crate::manager_double::MANAGER_TOKEN)
         .env("RUST_LOG", "warn");
     command
 }
@@ -104,6 +105,25 @@ fn the_binary_refuses_to_start_without_a_long_enough_jwt_secret() {
         assert!(!output.status.success(), "{secret:?} must be refused");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(expected) && stderr.contains("32 bytes"), "{stderr}");
+        assert!(!String::from_utf8_lossy(&output.stdout).contains("listening"));
+    }
+}
+
+#[test]
+fn the_binary_refuses_to_start_without_a_long_enough_session_manager_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/hub.db", dir.path().display());
+    for (token, expected) in [(None, "SESSION_MANAGER_TOKEN is not set"), (Some("a"), "is 1 characters long")]
+    {
+        let mut command = hub_command(&db, "http://127.0.0.1:9");
+        command.env("JWT_SECRET", JWT_SECRET).env_remove("SESSION_MANAGER_TOKEN");
+        if let Some(token) = token {
+            command.env("SESSION_MANAGER_TOKEN", token);
+        }
+        let output = command.output().expect("run central-hub");
+        assert!(!output.status.success(), "{token:?} must be refused");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected) && stderr.contains("openssl rand -hex 32"), "{stderr}");
         assert!(!String::from_utf8_lossy(&output.stdout).contains("listening"));
     }
 }

@@ -38,7 +38,7 @@ pub fn serve_args(manager_url: &str, database_url: &str) -> ServeArgs {
         port: 0,
         database_url: database_url.into(),
         session_manager_url: manager_url.into(),
-        session_manager_token: None,
+        session_manager_token: Some(crate::manager_double::MANAGER_TOKEN.into()),
         session_manager_connect_timeout_ms: 2_000,
         session_manager_timeout_ms: 5_000,
         session_manager_retries: 2,

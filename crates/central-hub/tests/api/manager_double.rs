@@ -27,6 +27,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// The SESSION_MANAGER_TOKEN the double requires, like the real manager: on every route but
+/// `/health` and `/status` (and its own `/__double/*`), as `Authorization: Bearer` in any case.
+pub const MANAGER_TOKEN: &str = "double-manager-token-0123456789abcdef";
+
 /// A message the double's `/send` answers with 429 RATE_LIMITED and `Retry-After: 7`.
 pub const RATE_LIMIT_ME: &str = "__rate_limit_me__";
 
@@ -181,7 +185,23 @@ fn contract_router(state: DoubleState, mode: Mode) -> Router {
     if mode == Mode::Normal {
         router = router.route("/events", get(events));
     }
-    router.with_state(state)
+    router.layer(axum::middleware::from_fn(require_token)).with_state(state)
+}
+
+async fn require_token(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let path = request.uri().path();
+    let open = path == "/health" || path == "/status" || path.starts_with("/__double/");
+    let given = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    if open || given == Some(MANAGER_TOKEN) {
+        return next.run(request).await;
+    }
+    error(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, "missing or wrong bearer token", json!({}))
 }
 
 impl DoubleState {
@@ -248,6 +268,7 @@ async fn clear_session(State(s): State<DoubleState>) -> Json<ClearSessionRespons
         message: "Session cleared".into(),
         state: SessionState::Init,
         backup: None,
+        backup_details: None,
     })
 }
 

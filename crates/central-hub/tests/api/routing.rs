@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use shared_contracts::{Role, SessionState};
 
 use crate::helpers::{spawn_app, spawn_app_with, status_and_json, wait_until};
-use crate::manager_double::{ManagerDouble, Mode};
+use crate::manager_double::{MANAGER_TOKEN, ManagerDouble, Mode};
 
 #[tokio::test]
 async fn admin_actions_reach_the_manager_and_are_audited() {
@@ -95,20 +95,25 @@ async fn a_send_is_validated_then_forwarded_with_its_keys() {
     assert_eq!(sends[0].idempotency_key.as_deref(), Some("order-1234"));
     assert_eq!(sends[0].request_id.as_deref(), Some("req-abc-1"));
     assert_eq!(sends[0].cliente_id_header.as_deref(), Some("51"));
-    assert_eq!(sends[0].authorization, None, "no SESSION_MANAGER_TOKEN, no Authorization header");
+    assert_eq!(
+        sends[0].authorization.as_deref(),
+        Some(format!("Bearer {MANAGER_TOKEN}").as_str()),
+        "SESSION_MANAGER_TOKEN is sent as a bearer token"
+    );
     app.stop().await;
 }
 
 #[tokio::test]
-async fn the_session_manager_token_is_sent_as_a_bearer_token() {
+async fn a_hub_with_another_token_than_the_managers_sends_nothing() {
     let manager = ManagerDouble::spawn(Mode::Normal).await;
     manager.set_state(SessionState::Ready);
-    let app =
-        spawn_app_with(&manager.url, |args| args.session_manager_token = Some("shared-secret".into())).await;
+    let wrong = "w".repeat(40);
+    let app = spawn_app_with(&manager.url, |args| args.session_manager_token = Some(wrong.clone())).await;
     let token = app.admin_token().await;
     let send = json!({"to": "5491123456789", "message": "hola"});
-    assert_eq!(app.post("/api/whatsapp/3/send", Some(&token), send).await.status(), 200);
-    assert_eq!(manager.sends()[0].authorization.as_deref(), Some("Bearer shared-secret"));
+    let response = app.post("/api/whatsapp/3/send", Some(&token), send).await;
+    assert_ne!(response.status(), 200);
+    assert!(manager.sends().is_empty(), "the manager refused the hub's token");
     app.stop().await;
 }
 

@@ -5,11 +5,16 @@
 //! <data_dir>/session-manager.lock        flock'd while we run; records our pid and our Chromium's pid
 //! <data_dir>/sessions/admin/             the Chromium profile (the WhatsApp login lives here)
 //! <data_dir>/sessions/admin.login.json   written at READY, removed when the login is wiped
-//! <data_dir>/backups/admin-<timestamp>/  profiles moved aside by clear-session (the last 3 kept)
+//! <data_dir>/backups/admin-<timestamp>/  profiles moved aside by clear-session (the newest
+//!                                        SESSION_BACKUP_RETENTION kept, 3 by default)
 //! ```
+//!
+//! Directories are 0700 and the files the manager writes 0600, whatever the umask: the profile
+//! and its backups hold the WhatsApp login.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -18,7 +23,7 @@ use shared_contracts::ADMIN_SESSION;
 use super::BrowserError;
 use super::process;
 
-/// How many clear-session backups are kept.
+/// How many clear-session backups are kept by default (SESSION_BACKUP_RETENTION).
 pub const BACKUPS_KEPT: usize = 3;
 const SINGLETONS: [&str; 3] = ["SingletonLock", "SingletonSocket", "SingletonCookie"];
 
@@ -26,17 +31,29 @@ const SINGLETONS: [&str; 3] = ["SingletonLock", "SingletonSocket", "SingletonCoo
 #[derive(Debug, Clone)]
 pub struct DataDir {
     root: PathBuf,
+    backups_kept: usize,
 }
 
 impl DataDir {
-    /// Creates the directory tree if needed.
+    /// Creates the directory tree if needed, private to the manager's user (0700).
     pub fn open(root: &Path) -> Result<Self, BrowserError> {
         let root =
             std::path::absolute(root).map_err(|source| io("resolve the data directory", root, source))?;
         let sessions = root.join("sessions");
-        std::fs::create_dir_all(&sessions)
-            .map_err(|source| io("create the data directory", &sessions, source))?;
-        Ok(Self { root })
+        for dir in [&root, &sessions] {
+            private_dir(dir).map_err(|source| io("create the data directory", dir, source))?;
+        }
+        Ok(Self { root, backups_kept: BACKUPS_KEPT })
+    }
+
+    /// Keeps the newest `kept` clear-session backups (0: none, clear-session deletes the profile).
+    pub fn with_backup_retention(mut self, kept: usize) -> Self {
+        self.backups_kept = kept;
+        self
+    }
+
+    pub fn backup_retention(&self) -> usize {
+        self.backups_kept
     }
 
     pub fn root(&self) -> &Path {
@@ -67,7 +84,14 @@ impl DataDir {
     pub fn remember_login(&self, phone: &str) -> Result<(), BrowserError> {
         let path = self.login_marker();
         let body = serde_json::json!({ "phone": phone, "at": crate::telemetry::now_rfc3339() }).to_string();
-        std::fs::write(&path, body).map_err(|source| io("write the login marker", &path, source))
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut file| file.write_all(body.as_bytes()))
+            .map_err(|source| io("write the login marker", &path, source))
     }
 
     fn forget_login(&self) -> Result<(), BrowserError> {
@@ -90,16 +114,21 @@ impl DataDir {
         }
     }
 
-    /// Moves the profile to `backups/admin-<timestamp>` and keeps the newest [`BACKUPS_KEPT`].
+    /// Moves the profile to `backups/admin-<timestamp>` (0700) and keeps the newest
+    /// `backup_retention()`; with a retention of 0 the profile is deleted and `None` returned.
     pub fn backup_profile(&self) -> Result<Option<PathBuf>, BrowserError> {
         self.forget_login()?;
         let profile = self.profile();
         if !profile.exists() {
             return Ok(None);
         }
+        if self.backups_kept == 0 {
+            self.wipe_profile()?;
+            self.prune_backups()?;
+            return Ok(None);
+        }
         let backups = self.backups();
-        std::fs::create_dir_all(&backups)
-            .map_err(|source| io("create the backups directory", &backups, source))?;
+        private_dir(&backups).map_err(|source| io("create the backups directory", &backups, source))?;
         let stamp = time::OffsetDateTime::now_utc()
             .format(time::macros::format_description!(
                 "[year][month][day]T[hour][minute][second].[subsecond digits:3]Z"
@@ -108,12 +137,17 @@ impl DataDir {
         let target = backups.join(format!("{ADMIN_SESSION}-{stamp}"));
         std::fs::rename(&profile, &target)
             .map_err(|source| io("move the profile aside", &profile, source))?;
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o700))
+            .map_err(|source| io("make the backup private", &target, source))?;
         self.prune_backups()?;
         Ok(Some(target))
     }
 
     fn prune_backups(&self) -> Result<(), BrowserError> {
         let dir = self.backups();
+        if !dir.exists() {
+            return Ok(());
+        }
         let prefix = format!("{ADMIN_SESSION}-");
         let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
             .map_err(|source| io("list the backups", &dir, source))?
@@ -122,7 +156,7 @@ impl DataDir {
             .map(|e| e.path())
             .collect();
         names.sort();
-        let excess = names.len().saturating_sub(BACKUPS_KEPT);
+        let excess = names.len().saturating_sub(self.backups_kept);
         for old in names.into_iter().take(excess) {
             std::fs::remove_dir_all(&old).map_err(|source| io("delete an old backup", &old, source))?;
         }
@@ -174,6 +208,7 @@ impl ProfileLock {
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o600)
             .open(&path)
             .map_err(|source| io("open the lock file", &path, source))?;
         let mut previous = String::new();
@@ -214,6 +249,12 @@ fn field(text: &str, key: &str) -> Option<String> {
         .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
         .map(str::to_owned)
         .filter(|v| !v.is_empty())
+}
+
+/// Creates `dir` (and missing parents) 0700, and makes an existing one 0700.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
 fn io(step: &'static str, path: &Path, source: std::io::Error) -> BrowserError {
@@ -260,6 +301,38 @@ mod tests {
         left.sort();
         assert_eq!(left, made[2..].to_vec());
         assert_eq!(std::fs::read_to_string(left[2].join("marker")).expect("kept"), "4");
+    }
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn data_files_are_private_whatever_the_umask_and_the_retention_is_the_operators() {
+        let _ = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path().join("data");
+        std::fs::create_dir(&root).expect("an existing, world-readable data dir");
+        let data = DataDir::open(&root).expect("data dir").with_backup_retention(1);
+        let (_lock, _) = ProfileLock::acquire(&data).expect("lock");
+        std::fs::create_dir_all(data.profile()).expect("profile");
+        data.remember_login("+1").expect("marker");
+        assert_eq!(mode(&root), 0o700);
+        assert_eq!(mode(&root.join("sessions")), 0o700);
+        assert_eq!(mode(&data.login_marker()), 0o600);
+        assert_eq!(mode(&data.lock_file()), 0o600);
+        let first = data.backup_profile().expect("backup").expect("a backup dir");
+        assert_eq!((mode(&data.backups()), mode(&first)), (0o700, 0o700));
+        std::thread::sleep(Duration::from_millis(2));
+        std::fs::create_dir_all(data.profile()).expect("profile");
+        let second = data.backup_profile().expect("backup").expect("a backup dir");
+        assert!(!first.exists() && second.exists(), "SESSION_BACKUP_RETENTION=1 keeps the newest only");
+
+        let none = DataDir::open(&root).expect("data dir").with_backup_retention(0);
+        std::fs::create_dir_all(none.profile()).expect("profile");
+        assert_eq!(none.backup_profile().expect("cleared"), None);
+        assert!(!none.profile().exists(), "the profile is deleted");
+        assert!(!second.exists(), "0 keeps no backup at all");
     }
 
     #[tokio::test]

@@ -5,6 +5,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use shared_contracts::{
     ADMIN_SESSION, ClearSessionResponse, ConnectResponse, DisconnectRequest, DisconnectResponse,
+    ProfileBackup,
 };
 
 use super::AppState;
@@ -51,14 +52,36 @@ pub async fn disconnect(
 
 pub async fn clear_session(State(state): State<AppState>) -> Result<Json<ClearSessionResponse>, Error> {
     let backup = state.session.clear_session().await?;
-    let message = match &backup {
-        Some(path) => format!("Session cleared; the previous profile was moved to {}", path.display()),
-        None => "Session cleared (there was no profile to back up)".to_owned(),
+    let retention = state.backup_retention;
+    let message = match (&backup, retention) {
+        (Some(path), _) => format!(
+            "Session cleared; the previous profile was moved to {}. It still holds the linked device's \
+             WhatsApp login",
+            path.display()
+        ),
+        (None, 0) => {
+            "Session cleared; the previous profile was deleted (SESSION_BACKUP_RETENTION=0 keeps no \
+                      backup)"
+                .to_owned()
+        }
+        (None, _) => "Session cleared (there was no profile to back up)".to_owned(),
     };
+    let backup_details = backup.as_ref().map(|path| ProfileBackup {
+        path: path.display().to_string(),
+        contains_login: true,
+        warning: format!(
+            "This backup holds a working login of the linked device: whoever copies it can use the WhatsApp \
+             account until the device is removed on the phone (WhatsApp > Linked devices). It is readable by \
+             the session-manager's user only; delete it once you do not need it. The newest {retention} \
+             backups are kept (SESSION_BACKUP_RETENTION; 0 keeps none)."
+        ),
+        retention,
+    });
     Ok(Json(ClearSessionResponse {
         success: true,
         message,
         state: state.session.status().state,
         backup: backup.map(|p| p.display().to_string()),
+        backup_details,
     }))
 }

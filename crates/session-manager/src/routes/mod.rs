@@ -1,5 +1,5 @@
 //! The HTTP API of ARCHITECTURE.md: one file per resource, the shared state, and the middleware
-//! (request id, bearer token, request log).
+//! (request id, request log, Host check, bearer token).
 
 mod control;
 mod health;
@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::actor::SessionHandle;
+use crate::config::bare_host;
 use crate::error::Error;
 use crate::telemetry::REQUEST_ID;
 
@@ -34,7 +35,12 @@ pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub session: SessionHandle,
-    pub token: Option<Arc<str>>,
+    /// SESSION_MANAGER_TOKEN (mandatory).
+    pub token: Arc<str>,
+    /// SESSION_MANAGER_ALLOWED_HOSTS and the bind host, as `config::bare_host` gives them.
+    pub allowed_hosts: Arc<[String]>,
+    /// SESSION_BACKUP_RETENTION, reported with each clear-session backup.
+    pub backup_retention: u32,
     pub idempotency: Arc<Idempotency>,
     /// SEND_RATE_PER_MINUTE.
     pub send_limiter: Arc<RateLimiter>,
@@ -60,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .layer(middleware::from_fn_with_state(state.clone(), check_host))
         .layer(middleware::from_fn(request_context))
         .with_state(state)
 }
@@ -114,22 +121,41 @@ async fn request_context(request: Request, next: Next) -> Response {
     response
 }
 
-/// With SESSION_MANAGER_TOKEN set, every route but /health needs `Authorization: Bearer <token>`.
-async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(token) = &state.token else { return next.run(request).await };
-    if request.uri().path() == "/health" {
-        return next.run(request).await;
+/// Answers only the configured host names, so a page that rebinds its DNS name to 127.0.0.1 cannot
+/// reach the manager from a browser on this machine. A request without `Host` (HTTP/1.0) is no
+/// browser's and passes.
+async fn check_host(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if let Some(value) = request.headers().get(header::HOST) {
+        let given = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        if !state.allowed_hosts.contains(&bare_host(&given)) {
+            return Error::HostNotAllowed { host: given }.into_response();
+        }
     }
-    let given = request
+    next.run(request).await
+}
+
+/// Whether the request carried SESSION_MANAGER_TOKEN (for `/status`, which answers either way).
+#[derive(Debug, Clone, Copy)]
+pub struct Authorized(pub bool);
+
+/// Every route but `/health` and `/status` needs `Authorization: Bearer <SESSION_MANAGER_TOKEN>`
+/// (the scheme in any case); `/status` without it leaves the QR out.
+async fn require_token(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let authorized = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if constant_time_eq(given.as_bytes(), token.as_bytes()) {
-        next.run(request).await
-    } else {
-        Error::Unauthorized.into_response()
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .is_some_and(|(_, given)| constant_time_eq(given.trim().as_bytes(), state.token.as_bytes()));
+    match request.uri().path() {
+        "/health" => next.run(request).await,
+        "/status" => {
+            request.extensions_mut().insert(Authorized(authorized));
+            next.run(request).await
+        }
+        _ if authorized => next.run(request).await,
+        _ => Error::Unauthorized.into_response(),
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::convert::Infallible;
 
+use axum::Extension;
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::header;
@@ -12,12 +13,20 @@ use serde::Deserialize;
 use shared_contracts::{QrInfo, StatusBody};
 use tokio_stream::wrappers::WatchStream;
 
-use super::AppState;
+use super::{AppState, Authorized};
 use crate::error::Error;
 use crate::qr;
 
-pub async fn status(State(state): State<AppState>) -> Json<StatusBody> {
-    Json(state.session.status())
+/// The full status with the token; without it, the same minus the QR (the QR is the login).
+pub async fn status(
+    State(state): State<AppState>,
+    authorized: Option<Extension<Authorized>>,
+) -> Json<StatusBody> {
+    let mut status = state.session.status();
+    if !authorized.is_some_and(|Extension(Authorized(yes))| yes) {
+        status.qr = None;
+    }
+    Json(status)
 }
 
 fn current_qr(state: &AppState) -> Result<QrInfo, Error> {

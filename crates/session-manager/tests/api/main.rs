@@ -631,6 +631,65 @@ async fn a_chromium_that_never_starts_is_browser_launch_failed_after_browser_lau
 }
 
 #[tokio::test]
+async fn idempotency_keys_belong_to_their_caller_and_their_message_and_the_qr_needs_the_token() -> Result<()>
+{
+    let env = Env::new(sim(2000)).await?;
+    let manager = env.manager(&[]).await?;
+    manager.connect().await?;
+    manager.wait_state("QR_REQUIRED", SHORT).await;
+    // Operators' `curl /status | jq .state` works without the token, but never shows the login QR.
+    let anonymous = reqwest::get(format!("{}/status", manager.url)).await?;
+    assert_eq!(anonymous.status().as_u16(), 200);
+    let anonymous: Value = anonymous.json().await?;
+    assert_eq!(anonymous["state"], "QR_REQUIRED");
+    assert!(anonymous.get("qr").is_none(), "{anonymous}");
+    assert!(manager.status().await?["qr"]["url"].is_string(), "with the token, the QR is there");
+    assert_eq!(env.sim_post("/__sim/scan").await?, 200);
+    manager.wait_state("READY", SHORT).await;
+
+    let send = |cliente_id: u64, to: &str, text: &str| {
+        Some(json!({"cliente_id": cliente_id, "to": to, "message": text}))
+    };
+    let key = [("Idempotency-Key", "order-1")];
+    // Two tenants with the same key: both messages are delivered.
+    let (a_code, _, a) =
+        manager.post_with_headers("/send", send(1, "5491100000001", "para uno"), &key).await?;
+    let (b_code, b_headers, b) =
+        manager.post_with_headers("/send", send(2, "5491100000002", "para dos"), &key).await?;
+    assert_eq!((a_code, b_code), (200, 200), "{a} {b}");
+    assert_ne!(a["data"]["message_id"], b["data"]["message_id"]);
+    assert_eq!(b["data"]["to"], "5491100000002", "tenant 2 gets its own answer: {b}");
+    assert!(b_headers.get("idempotent-replayed").is_none());
+    // The same tenant, the same key, another message: refused, not replayed.
+    let (code, _, body) = manager.post_with_headers("/send", send(1, "5491100000009", "otro"), &key).await?;
+    assert_eq!((code, body["code"].as_str()), (422, Some("IDEMPOTENCY_KEY_REUSED")), "{body}");
+
+    // Concurrent duplicates: one delivery, every other answer marked replayed.
+    let burst = [("Idempotency-Key", "burst-1")];
+    let answers = futures_util::future::join_all(
+        (0..5).map(|_| manager.post_with_headers("/send", send(3, "5491100000003", "una vez"), &burst)),
+    )
+    .await;
+    let mut replayed = 0;
+    let mut ids = std::collections::BTreeSet::new();
+    for answer in answers {
+        let (code, headers, body) = answer?;
+        assert_eq!(code, 200, "{body}");
+        ids.insert(body["data"]["message_id"].to_string());
+        replayed += usize::from(headers.get("idempotent-replayed").is_some_and(|v| v == "true"));
+    }
+    assert_eq!((ids.len(), replayed), (1, 4), "{ids:?}");
+    let messages = env.sim_get("/__sim/messages").await?;
+    let texts: Vec<&str> =
+        messages.as_array().context("messages")?.iter().filter_map(|m| m["text"].as_str()).collect();
+    assert_eq!(messages.as_array().map(Vec::len), Some(3), "{messages}");
+    for text in ["para uno", "para dos", "una vez"] {
+        assert_eq!(texts.iter().filter(|t| **t == text).count(), 1, "{text}: {messages}");
+    }
+    env.finish(manager).await
+}
+
+#[tokio::test]
 async fn the_headless_shell_is_the_default_and_its_footprint_is_counted_whole() -> Result<()> {
     footprint_is_counted_whole_and_nothing_outlives_a_crash_or_a_stop("auto", true).await
 }
@@ -638,4 +697,31 @@ async fn the_headless_shell_is_the_default_and_its_footprint_is_counted_whole() 
 #[tokio::test]
 async fn chromium_is_the_fallback_and_its_footprint_is_counted_whole() -> Result<()> {
     footprint_is_counted_whole_and_nothing_outlives_a_crash_or_a_stop("/usr/bin/chromium", false).await
+    env.finish(manager).await
+}
+
+#[tokio::test]
+async fn a_connection_that_never_finishes_its_headers_or_idles_is_closed() -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let env = Env::new(sim(2000)).await?;
+    let manager = env.manager(&[("AUTO_CONNECT", "never")]).await?;
+    let addr = manager.url.trim_start_matches("http://").to_owned();
+    // A partial header, then silence; a connection that never sends anything; an idle keep-alive.
+    let mut partial = tokio::net::TcpStream::connect(&addr).await?;
+    partial.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ").await?;
+    let silent = tokio::net::TcpStream::connect(&addr).await?;
+    let mut idle = tokio::net::TcpStream::connect(&addr).await?;
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").await?;
+    for (what, mut stream) in [("partial header", partial), ("silent", silent), ("idle keep-alive", idle)] {
+        // Read until the server closes (an answer to the complete request comes first): EOF well
+        // before 75 s.
+        let mut seen = Vec::new();
+        let closed =
+            tokio::time::timeout(std::time::Duration::from_secs(45), stream.read_to_end(&mut seen)).await;
+        assert!(closed.is_ok(), "{what}: still open after 45 s");
+        if what == "idle keep-alive" {
+            assert!(String::from_utf8_lossy(&seen).starts_with("HTTP/1.1 200"), "{what}: {seen:?}");
+        }
+    }
+    env.finish(manager).await
 }

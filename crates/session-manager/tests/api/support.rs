@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use e2e::{JsonClient, Service, assert_no_chromium_using, chromium_pids_using};
+use e2e::{JsonClient, Service, TEST_MANAGER_TOKEN, assert_no_chromium_using, chromium_pids_using};
 use serde_json::Value;
 use tokio::sync::{Semaphore, SemaphorePermit};
 use wa_sim::{SimConfig, SimHandle};
@@ -137,8 +137,11 @@ pub struct Manager {
 impl Manager {
     fn new(service: Service) -> Result<Self> {
         let url = service.url().to_owned();
-        let api = JsonClient::new(url.clone())?;
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+        let api = JsonClient::new(url.clone())?.with_bearer(TEST_MANAGER_TOKEN);
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {TEST_MANAGER_TOKEN}").parse()?);
+        let http =
+            reqwest::Client::builder().timeout(Duration::from_secs(30)).default_headers(headers).build()?;
         Ok(Self { service: Some(service), api, http, url })
     }
 
