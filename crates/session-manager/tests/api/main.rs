@@ -697,7 +697,6 @@ async fn the_headless_shell_is_the_default_and_its_footprint_is_counted_whole() 
 #[tokio::test]
 async fn chromium_is_the_fallback_and_its_footprint_is_counted_whole() -> Result<()> {
     footprint_is_counted_whole_and_nothing_outlives_a_crash_or_a_stop("/usr/bin/chromium", false).await
-    env.finish(manager).await
 }
 
 #[tokio::test]
