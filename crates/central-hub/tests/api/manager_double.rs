@@ -58,13 +58,16 @@ pub struct ReceivedSend {
     pub authorization: Option<String>,
 }
 
+/// An idempotency journal: (cliente_id, Idempotency-Key) -> the request (to, message) and its answer.
+type Journal = BTreeMap<(Option<u64>, String), ((String, String), SendResponse)>;
+
 #[derive(Default)]
 struct Shared {
     counts: Mutex<BTreeMap<String, u64>>,
     sends: Mutex<Vec<ReceivedSend>>,
     disconnects: Mutex<Vec<Value>>,
     /// Answered sends by (cliente_id, Idempotency-Key): the request (to, message) and the answer.
-    journal: Mutex<BTreeMap<(Option<u64>, String), ((String, String), SendResponse)>>,
+    journal: Mutex<Journal>,
 }
 
 #[derive(Clone)]
