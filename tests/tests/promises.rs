@@ -334,6 +334,7 @@ fn the_hub_cli_documents_itself_and_refuses_half_an_admin() {
             ("CENTRAL_HUB_PORT", "0"),
             ("DATABASE_URL", &database_url),
             ("JWT_SECRET", e2e::TEST_JWT_SECRET),
+            ("SESSION_MANAGER_TOKEN", e2e::TEST_MANAGER_TOKEN),
             ("ADMIN_EMAIL", ADMIN_EMAIL),
         ],
     );

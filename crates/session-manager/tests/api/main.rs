@@ -501,7 +501,8 @@ async fn the_event_stream_sends_the_status_on_subscribe_and_every_change_includi
     // 1,000 codes at 400 ms: the attempts outlast any deadline of the test on a slow machine.
     let manager = env.manager(&[("MAX_QR_ATTEMPTS", "1000")]).await?;
     let http = reqwest::Client::new();
-    let mut response = http.get(format!("{}/events", manager.url)).send().await?;
+    let mut response =
+        http.get(format!("{}/events", manager.url)).bearer_auth(e2e::TEST_MANAGER_TOKEN).send().await?;
     assert_eq!(response.status().as_u16(), 200);
     manager.connect().await?;
     let mut seen = String::new();
