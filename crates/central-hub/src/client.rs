@@ -29,6 +29,9 @@ pub const IDEMPOTENT_REPLAYED_HEADER: &str = "idempotent-replayed";
 /// First pause between retries of an idempotent GET; doubled at each retry.
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(100);
 
+/// The phase of a [`ClientError::Timeout`] in which the TCP connection was never completed.
+const CONNECT_PHASE: &str = "accept the connection";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("the session-manager at {url} is unreachable ({endpoint}): {cause}")]
@@ -82,6 +85,11 @@ impl ClientError {
             ClientError::Unreachable { url, .. } => format!(
                 "Start the session-manager, or set SESSION_MANAGER_URL (now {url}) to the address it listens \
                  on (its SESSION_MANAGER_HOST/SESSION_MANAGER_PORT)"
+            ),
+            ClientError::Timeout { url, phase: CONNECT_PHASE, .. } => format!(
+                "Nothing at {url} completed the connection: the session-manager may be stopped (SIGSTOP), \
+                 overloaded, or SESSION_MANAGER_URL may point at a host that drops packets; check that it runs \
+                 and its /health; SESSION_MANAGER_CONNECT_TIMEOUT_MS raises the limit"
             ),
             ClientError::Timeout { url, .. } => format!(
                 "The session-manager at {url} accepted the connection but is slow or stuck: check its logs \
@@ -357,7 +365,7 @@ impl SessionManagerClient {
     fn transport_error(&self, e: &reqwest::Error, endpoint: &str) -> ClientError {
         if e.is_timeout() {
             return if e.is_connect() {
-                self.timeout(endpoint, "accept the connection", self.connect_timeout)
+                self.timeout(endpoint, CONNECT_PHASE, self.connect_timeout)
             } else {
                 self.timeout(endpoint, "answer", self.read_timeout)
             };

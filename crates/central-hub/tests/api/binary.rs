@@ -258,3 +258,56 @@ async fn two_hundred_parallel_logins_keep_the_hub_under_128_mb() {
     assert!(peak < 128 * 1024, "peak RSS {} MB is not under 128 MB", peak / 1024);
     drop(hub);
 }
+
+/// `SESSION_MANAGER_CONNECT_TIMEOUT_MS` through the binary: a manager address whose accept queue is
+/// full never completes the TCP handshake, and the hub answers 504 `SESSION_MANAGER_TIMEOUT` naming
+/// the phase and the configured limit instead of hanging.
+#[tokio::test]
+async fn a_manager_that_never_accepts_is_a_504_after_the_connect_timeout() {
+    // A listener with a backlog of 0 that never accepts: one connection fills its queue, and the
+    // kernel drops the SYNs of every later one, so their connect hangs.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _filler = std::net::TcpStream::connect(addr).unwrap();
+    let probe = tokio::time::timeout(Duration::from_millis(500), tokio::net::TcpStream::connect(addr)).await;
+    assert!(probe.is_err(), "the precondition: a further connect to {addr} hangs");
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/hub.db", dir.path().display());
+    let mut command = hub_command(&db, &format!("http://{addr}"));
+    command
+        .env("JWT_SECRET", JWT_SECRET)
+        .env("ADMIN_EMAIL", "admin@test.io")
+        .env("ADMIN_PASSWORD", "correct horse battery staple")
+        .env("SESSION_MANAGER_CONNECT_TIMEOUT_MS", "700")
+        .env("SESSION_MANAGER_RETRIES", "0");
+    let mut hub = Running::start(command);
+    let url = hub.wait_listening();
+
+    let http = http_client();
+    let login = http
+        .post(format!("{url}/auth/login"))
+        .json(&json!({"email": "admin@test.io", "password": "correct horse battery staple"}))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = status_and_json(login).await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["token"].as_str().unwrap().to_owned();
+    let answer =
+        http.get(format!("{url}/api/admin/whatsapp/status")).bearer_auth(&token).send().await.unwrap();
+    let (status, body) = status_and_json(answer).await;
+    assert_eq!((status, body["code"].as_str()), (504, Some("SESSION_MANAGER_TIMEOUT")), "{body}");
+    assert_eq!(body["detail"]["phase"], "accept the connection", "{body}");
+    assert_eq!(body["detail"]["timeout_ms"], 700, "the configured limit: {body}");
+    assert!(body["error"].as_str().is_some_and(|m| m.contains(&addr.to_string())), "names the URL: {body}");
+    let hint = body["hint"].as_str().unwrap_or_default();
+    assert!(
+        hint.contains("SESSION_MANAGER_CONNECT_TIMEOUT_MS") && !hint.contains("accepted the connection"),
+        "the hint is about a connection never completed: {body}"
+    );
+    assert!(hub.terminate().success());
+    drop(listener);
+}
