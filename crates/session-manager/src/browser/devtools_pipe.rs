@@ -200,6 +200,11 @@ async fn accept_one(listener: TcpListener, path: &str) -> Option<Ws> {
 /// from a non-browser client (browsers always send `Origin`).
 #[allow(clippy::result_large_err)] // the callback's shape is tungstenite's `Callback`
 async fn handshake(stream: TcpStream, path: String) -> Option<Ws> {
+    // Every CDP message is one small frame: without TCP_NODELAY, Nagle holds a frame back until the
+    // previous one is acknowledged, and delayed ACKs turn each round trip of a send into ~40 ms.
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, "DevTools relay: TCP_NODELAY not set");
+    }
     let check = move |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
         if same_secret(request.uri().path(), &path) && !request.headers().contains_key("origin") {
             return Ok(response);
