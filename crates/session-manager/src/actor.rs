@@ -1,5 +1,6 @@
 //! The session actor: one task owns the browser, the tab and the state machine. Commands come in
 //! over an mpsc channel, browser and page signals over another; the status goes out on a watch.
+//! What the page's signals mean and how the page is asked to act is `bridge::protocol`.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -7,12 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chromiumoxide::Page;
-use serde_json::json;
-use shared_contracts::{ErrorCode, MessageText, PhoneNumber, SentMessage, SessionState, StatusBody};
+use shared_contracts::{MessageText, PhoneNumber, SentMessage, SessionState, StatusBody};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use crate::bridge::{self, BridgeEvent, PageSignal};
+use crate::bridge::protocol::{self, PageAction, PageEvent};
+use crate::bridge::{self, PageSignal};
 use crate::browser::profile::{DataDir, ProfileLock};
 use crate::browser::{BrowserError, BrowserHandle, LaunchSettings};
 use crate::error::Error;
@@ -23,8 +24,6 @@ use crate::telemetry::now_ms;
 
 /// How long a polite browser close may take before the tree is killed.
 const CLOSE_GRACE: Duration = Duration::from_secs(3);
-/// Deadline of the bridge calls that are not sends (refresh, takeover, logout).
-const BRIDGE_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct ActorSettings {
@@ -192,15 +191,8 @@ impl Actor {
                 }
                 _ = sleep_until(self.load_deadline), if self.load_deadline.is_some() => {
                     self.load_deadline = None;
-                    let failure = Failure {
-                        code: ErrorCode::PageLoadFailed,
-                        message: format!(
-                            "WhatsApp Web at {} loaded, but its modules did not appear within {} s",
-                            self.settings.url,
-                            self.settings.page_load_timeout.as_secs()
-                        ),
-                        hint: "Check WHATSAPP_WEB_URL; a new WhatsApp build may need a bridge update".into(),
-                    };
+                    let failure =
+                        protocol::modules_did_not_appear(&self.settings.url, self.settings.page_load_timeout);
                     self.dispatch(Event::LaunchFailed(failure)).await;
                 }
             }
@@ -240,7 +232,7 @@ impl Actor {
                         let timeout = self.settings.send_timeout;
                         let metrics = self.metrics.clone();
                         tokio::spawn(async move {
-                            let result = send(&page, &to, &text, timeout).await;
+                            let result = protocol::send(&page, &to, &text, timeout).await;
                             Metrics::inc(if result.is_ok() {
                                 &metrics.sends_ok
                             } else {
@@ -272,13 +264,7 @@ impl Actor {
                 Event::Crashed { reason: format!("Chromium exited ({status})") }
             }
             SignalKind::CdpClosed => Event::Crashed { reason: "the DevTools connection closed".into() },
-            SignalKind::Page(PageSignal::TargetCrashed) => {
-                Event::Crashed { reason: "the page crashed".into() }
-            }
-            SignalKind::Page(PageSignal::TargetDestroyed) => {
-                Event::Crashed { reason: "the tab was closed".into() }
-            }
-            SignalKind::Page(PageSignal::Bridge(event)) => match self.bridge_event(event) {
+            SignalKind::Page(signal) => match self.page_event(protocol::translate(signal)) {
                 Some(event) => event,
                 None => return,
             },
@@ -286,14 +272,14 @@ impl Actor {
         self.dispatch(event).await;
     }
 
-    fn bridge_event(&mut self, event: BridgeEvent) -> Option<Event> {
+    fn page_event(&mut self, event: PageEvent) -> Option<Event> {
         match event {
-            BridgeEvent::Loaded { version } => {
+            PageEvent::Loaded { version } => {
                 self.load_deadline = None;
                 tracing::info!(version, since_launch_ms = self.since_launch_ms(), "WhatsApp Web loaded");
                 None
             }
-            BridgeEvent::Qr { code } => match qr::data_url(&code) {
+            PageEvent::Qr { code } => match qr::data_url(&code) {
                 Ok(data_url) => {
                     tracing::debug!(since_launch_ms = self.since_launch_ms(), "QR received");
                     Some(Event::QrReceived { code, data_url, at_ms: now_ms() })
@@ -303,38 +289,8 @@ impl Actor {
                     None
                 }
             },
-            BridgeEvent::State { wa_state } => {
-                tracing::debug!(wa_state, "WhatsApp socket state");
-                Some(Event::WaState(wa_state))
-            }
-            BridgeEvent::Ready { phone } => Some(Event::Ready { phone }),
-            BridgeEvent::Logout => Some(Event::LoggedOut),
-            BridgeEvent::Progress { percent } => {
-                tracing::debug!(percent, "WhatsApp loading chats");
-                None
-            }
-            BridgeEvent::Error { reason, detail } => {
-                tracing::warn!(reason, detail, "the bridge reported an error");
-                let detail = detail.unwrap_or_default();
-                let (message, hint) = match reason.as_str() {
-                    "module_missing" => (
-                        format!("WhatsApp Web loaded without the modules the bridge needs ({detail})"),
-                        "A new WhatsApp build: the bridge (bridge.js) needs an update",
-                    ),
-                    // Otherwise the session would wait in CONNECTING for a QR that never comes.
-                    "qr_unavailable" => (
-                        format!("WhatsApp Web asks for a login but its QR could not be read ({detail})"),
-                        "POST /connect to retry; if it repeats, POST /clear-session (a corrupt profile) \
-                         or update the bridge (bridge.js) for a new WhatsApp build",
-                    ),
-                    _ => return None,
-                };
-                Some(Event::LaunchFailed(Failure {
-                    code: ErrorCode::PageLoadFailed,
-                    message,
-                    hint: hint.into(),
-                }))
-            }
+            PageEvent::Session(event) => Some(event),
+            PageEvent::Nothing => None,
         }
     }
 
@@ -379,11 +335,8 @@ impl Actor {
                 self.close_browser().await;
                 None
             }
-            Effect::UnlinkDevice => {
-                // Best effort: the profile is wiped after this either way.
-                let _ = self.bridge_call("logout").await;
-                None
-            }
+            // Best effort: the profile is wiped after this either way.
+            Effect::UnlinkDevice => self.page_action(PageAction::Logout).await,
             Effect::WipeProfile => {
                 if let Err(e) = self.data.wipe_profile() {
                     tracing::error!(error = %e, "could not wipe the profile");
@@ -398,23 +351,8 @@ impl Actor {
                 self.backup = Some(backup);
                 None
             }
-            Effect::RefreshQr => self.bridge_call("refreshQr").await.err().map(|cause| {
-                Event::LaunchFailed(Failure {
-                    code: ErrorCode::ConnectionError,
-                    message: format!("The QR codes ran out and asking WhatsApp Web for new ones failed: {cause}"),
-                    hint: "POST /connect to start again; if it repeats, the bridge (bridge.js) needs an update"
-                        .into(),
-                })
-            }),
-            Effect::Takeover => self.bridge_call("takeover").await.err().map(|cause| {
-                Event::LaunchFailed(Failure {
-                    code: ErrorCode::Conflict,
-                    message: format!(
-                        "WhatsApp Web was opened in another browser and taking the session back failed: {cause}"
-                    ),
-                    hint: "Close the other WhatsApp Web, then POST /connect".into(),
-                })
-            }),
+            Effect::RefreshQr => self.page_action(PageAction::RefreshQr).await,
+            Effect::Takeover => self.page_action(PageAction::Takeover).await,
             Effect::ScheduleReconnect(delay) => {
                 Metrics::inc(&self.metrics.reconnects);
                 self.reconnect_at = Some(Instant::now() + delay);
@@ -433,24 +371,14 @@ impl Actor {
         }
     }
 
-    /// Calls `window.__lm.<function>()` in the page; `Err` says why it did not happen.
-    async fn bridge_call(&self, function: &str) -> Result<(), String> {
-        let Some(page) = &self.page else { return Err("no page is open".into()) };
-        let outcome = match bridge::call::<bridge::Empty>(page, function, &[], BRIDGE_CALL_TIMEOUT).await {
-            Ok(Some(answer)) if answer.ok => Ok(()),
-            Ok(Some(answer)) => Err(format!(
-                "the page refused {function}: {} {}",
-                answer.reason.unwrap_or_default(),
-                answer.detail.unwrap_or_default()
-            )),
-            Ok(None) => Err(format!("{function} did not answer within {BRIDGE_CALL_TIMEOUT:?}")),
-            Err(e) => Err(format!("{function} failed: {e}")),
+    /// Asks the page to act; an action that did not happen may end the session.
+    async fn page_action(&self, action: PageAction) -> Option<Event> {
+        let outcome = match &self.page {
+            Some(page) => protocol::perform(page, action).await,
+            None => Err("no page is open".to_owned()),
         };
-        match &outcome {
-            Ok(()) => tracing::info!(function, "bridge call done"),
-            Err(cause) => tracing::warn!(function, cause, "bridge call did not succeed"),
-        }
-        outcome
+        let cause = outcome.err()?;
+        action.failure(&cause).map(Event::LaunchFailed)
     }
 
     fn since_launch_ms(&self) -> u64 {
@@ -524,49 +452,4 @@ async fn sleep_until(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
-}
-
-/// Checks the number, then sends, within `timeout` overall.
-async fn send(
-    page: &Page,
-    to: &PhoneNumber,
-    text: &MessageText,
-    timeout: Duration,
-) -> Result<SentMessage, Error> {
-    let deadline = Instant::now() + timeout;
-    let timed_out = || Error::SendTimeout { secs: timeout.as_secs() };
-    let number = json!(to.as_str());
-    let exists = bridge::call::<bridge::Exists>(page, "exists", std::slice::from_ref(&number), timeout)
-        .await?
-        .ok_or_else(timed_out)?;
-    match (exists.ok, exists.value) {
-        (true, Some(bridge::Exists { exists: false })) => {
-            return Err(Error::NumberNotOnWhatsapp { number: to.as_str().to_owned() });
-        }
-        (true, _) => {}
-        (false, _) => return Err(refused(exists.reason, exists.detail)),
-    }
-    let left = deadline.saturating_duration_since(Instant::now());
-    let sent = bridge::call::<bridge::Sent>(page, "send", &[number, json!(text.as_str())], left)
-        .await?
-        .ok_or_else(timed_out)?;
-    match (sent.ok, sent.value) {
-        (true, Some(value)) => {
-            Ok(SentMessage { message_id: value.id, to: to.as_str().to_owned(), timestamp: value.timestamp })
-        }
-        _ if sent.reason.as_deref() == Some("number_not_on_whatsapp") => {
-            Err(Error::NumberNotOnWhatsapp { number: to.as_str().to_owned() })
-        }
-        _ => Err(refused(sent.reason, sent.detail)),
-    }
-}
-
-/// The page's refusal as an error whose sentence carries the cause too (not only `detail`).
-fn refused(reason: Option<String>, detail: Option<String>) -> Error {
-    let code = reason.unwrap_or_else(|| "unknown".into());
-    let sentence = match &detail {
-        Some(cause) => format!("{code} ({cause})"),
-        None => code.clone(),
-    };
-    Error::SendFailed { reason: sentence, detail: json!({ "reason": code, "cause": detail }) }
 }

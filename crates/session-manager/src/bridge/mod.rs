@@ -1,6 +1,9 @@
 //! The Rust side of the bridge: opens WhatsApp Web in a tab with `bridge.js` injected into every
 //! document, forwards what the page pushes through the CDP binding (and CDP's own crash signals),
-//! and calls `window.__lm` functions with a deadline.
+//! and calls `window.__lm` functions with a deadline. What those events and calls mean for the
+//! session (the WhatsApp page protocol) is `protocol.rs`.
+
+pub mod protocol;
 
 use std::time::Duration;
 
@@ -164,23 +167,6 @@ pub async fn call<T: DeserializeOwned>(
     }
 }
 
-/// What `send` answers on success.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Sent {
-    pub id: String,
-    pub timestamp: i64,
-}
-
-/// What `exists` answers.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Exists {
-    pub exists: bool,
-}
-
-/// Answers that carry nothing but `ok`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Empty {}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,19 +190,6 @@ mod tests {
         for (json, expected) in cases {
             assert_eq!(serde_json::from_str::<BridgeEvent>(json).expect(json), expected);
         }
-    }
-
-    #[test]
-    fn answers_flatten_their_value() {
-        let ok: Answer<Sent> =
-            serde_json::from_str(r#"{"ok":true,"id":"true_1@c.us_X","timestamp":5}"#).expect("ok");
-        assert!(ok.ok);
-        assert_eq!(ok.value.expect("value").id, "true_1@c.us_X");
-        let no: Answer<Sent> =
-            serde_json::from_str(r#"{"ok":false,"reason":"number_not_on_whatsapp","detail":null}"#)
-                .expect("no");
-        assert_eq!(no.reason.as_deref(), Some("number_not_on_whatsapp"));
-        assert!(no.value.is_none());
     }
 
     #[test]
