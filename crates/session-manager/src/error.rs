@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use shared_contracts::{ErrorBody, ErrorCode, LastError, SessionState};
 
 use crate::browser::BrowserError;
+use crate::qr::QrError;
 use crate::telemetry;
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +58,9 @@ pub enum Error {
     #[error("the page refused the message: {reason}")]
     SendFailed { reason: String, detail: Value },
 
+    #[error("drawing the QR failed: {0}")]
+    Qr(#[from] QrError),
+
     #[error("{step} failed for {path}: {source}")]
     Io { step: &'static str, path: String, source: std::io::Error },
 
@@ -86,7 +90,7 @@ impl Error {
             Error::Session(e) => e.code,
             Error::SendTimeout { .. } => ErrorCode::SendTimeout,
             Error::SendFailed { .. } => ErrorCode::SendFailed,
-            Error::Io { .. } | Error::ActorGone => ErrorCode::InternalError,
+            Error::Qr(_) | Error::Io { .. } | Error::ActorGone => ErrorCode::InternalError,
         }
     }
 
@@ -132,6 +136,11 @@ impl Error {
                 "The message may still be delivered: check before resending (use an Idempotency-Key)".into()
             }
             Error::SendFailed { .. } => "Check /status; retry later".into(),
+            Error::Qr(_) => {
+                "The QR could not be drawn: fetch it as PNG (GET /qr) or from /qr-code, and report this \
+                 with the session-manager's logs"
+                    .into()
+            }
             Error::Io { .. } => "Check the data directory's permissions and free space".into(),
             Error::ActorGone => "Restart the session-manager".into(),
         }
@@ -157,6 +166,7 @@ impl Error {
             Error::Io { step, path, source } => {
                 json!({ "step": step, "path": path, "cause": source.to_string() })
             }
+            Error::Qr(e) => json!({ "step": "draw the QR as text", "cause": e.to_string() }),
             Error::Unauthorized | Error::ActorGone => json!({}),
         }
     }
@@ -173,31 +183,29 @@ impl Error {
             timestamp: telemetry::now_rfc3339(),
         }
     }
+
+    /// The status and body this error answers with: what `IntoResponse` sends, and what the
+    /// idempotency journal keeps to replay.
+    pub fn parts(&self) -> (StatusCode, ErrorBody) {
+        let status =
+            StatusCode::from_u16(self.code().http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, self.body())
+    }
 }
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        let code = self.code();
-        let status = StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let (status, body) = self.parts();
         if status.is_server_error() {
-            tracing::error!(code = %code, error = %self, "request failed");
+            tracing::error!(code = %body.code, error = %self, "request failed");
         } else {
-            tracing::debug!(code = %code, error = %self, "request rejected");
+            tracing::debug!(code = %body.code, error = %self, "request rejected");
         }
-        let mut response = (status, axum::Json(self.body())).into_response();
+        let mut response = (status, axum::Json(body)).into_response();
         if let Error::RateLimited { retry_after_secs, .. } = self {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
         }
         response
-    }
-}
-
-impl From<axum::extract::rejection::JsonRejection> for Error {
-    fn from(rejection: axum::extract::rejection::JsonRejection) -> Self {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            return Error::PayloadTooLarge { limit: crate::routes::BODY_LIMIT_BYTES };
-        }
-        Error::Validation { message: rejection.body_text(), detail: json!({ "body": "invalid JSON" }) }
     }
 }
 
@@ -245,6 +253,16 @@ mod tests {
         .await;
         assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(retry, Some(HeaderValue::from(3u64)));
+    }
+
+    #[tokio::test]
+    async fn a_qr_that_cannot_be_drawn_is_an_internal_error_not_the_callers() {
+        let err = crate::qr::ascii(&"x".repeat(8000)).expect_err("too long for a QR");
+        let (status, _, body) = render(Error::from(err)).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body.code, ErrorCode::InternalError);
+        assert_eq!(body.detail["step"], "draw the QR as text");
+        assert!(body.error.contains("8000 bytes"), "{}", body.error);
     }
 
     #[tokio::test]

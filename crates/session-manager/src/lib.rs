@@ -8,6 +8,7 @@ pub mod bridge;
 pub mod browser;
 pub mod config;
 pub mod error;
+pub mod idempotency;
 pub mod metrics;
 pub mod qr;
 pub mod routes;
@@ -25,7 +26,8 @@ use crate::actor::{ActorSettings, SessionHandle};
 use crate::browser::profile::{DataDir, ProfileLock};
 use crate::browser::{BrowserError, LaunchSettings};
 use crate::config::{AutoConnect, Config};
-use crate::routes::{AppState, Idempotency, RateLimiter};
+use crate::idempotency::Idempotency;
+use crate::routes::{AppState, RateLimiter};
 
 /// How long in-flight requests may take to finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);

@@ -1,7 +1,9 @@
-//! The login QR: the page's string rendered as a PNG data URL (for `<img src>`) and as text for a
-//! terminal. The string is opaque: whatever WhatsApp draws is what we encode.
+//! The login QR: the page's string rendered once as PNG bytes (served by `/qr`) and the same PNG as
+//! a data URL (for `<img src>`, in the status), and as text for a terminal. The string is opaque:
+//! whatever WhatsApp draws is what we encode.
 
 use std::io::Cursor;
+use std::sync::Arc;
 
 use base64::Engine;
 use image::{ImageFormat, Luma};
@@ -28,16 +30,19 @@ pub fn png(code: &str) -> Result<Vec<u8>, QrError> {
     Ok(out.into_inner())
 }
 
-/// The QR as `data:image/png;base64,...`.
-pub fn data_url(code: &str) -> Result<String, QrError> {
-    let bytes = png(code)?;
-    Ok(format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(bytes)))
+/// A QR rendered once: its PNG bytes, and the same PNG as `data:image/png;base64,...`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QrImage {
+    pub png: Arc<[u8]>,
+    pub data_url: String,
 }
 
-/// The PNG bytes inside a data URL made by [`data_url`].
-pub fn png_from_data_url(data_url: &str) -> Option<Vec<u8>> {
-    let b64 = data_url.strip_prefix("data:image/png;base64,")?;
-    base64::engine::general_purpose::STANDARD.decode(b64).ok()
+/// Renders the QR as PNG, and encodes that PNG as a data URL.
+pub fn render(code: &str) -> Result<QrImage, QrError> {
+    let png = png(code)?;
+    let data_url =
+        format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(&png));
+    Ok(QrImage { png: png.into(), data_url })
 }
 
 /// The QR drawn with Unicode half blocks, dark on a light terminal background inverted for readability.
@@ -59,12 +64,14 @@ mod tests {
                         Bn8rQ2lP1uXaS4vWy5bM9oKgD3tF1iE6nJcR8hUzV0L=,c2VjcmV0LWtleS1mb3ItdGVzdHM=,1";
 
     #[test]
-    fn a_data_url_png_decodes_to_exactly_the_input() {
+    fn the_png_and_its_data_url_decode_to_exactly_the_input() {
         for code in [BARE.to_owned(), format!("https://wa.me/settings/linked_devices#{BARE}")] {
-            let url = data_url(&code).expect("renders");
-            assert!(url.starts_with("data:image/png;base64,iVBORw0KGgo"));
-            let bytes = png_from_data_url(&url).expect("base64 PNG");
-            assert_eq!(e2e::decode_qr_png(&bytes).expect("one QR that decodes"), code);
+            let image = render(&code).expect("renders");
+            assert_eq!(e2e::decode_qr_png(&image.png).expect("one QR that decodes"), code);
+            let b64 = image.data_url.strip_prefix("data:image/png;base64,").expect("a PNG data URL");
+            assert!(b64.starts_with("iVBORw0KGgo"));
+            let decoded = base64::engine::general_purpose::STANDARD.decode(b64).expect("base64");
+            assert_eq!(&decoded[..], &image.png[..], "the data URL carries the same PNG");
         }
     }
 

@@ -3,7 +3,6 @@
 
 mod control;
 mod health;
-mod idempotency;
 mod limit;
 mod send;
 mod status;
@@ -12,11 +11,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use serde_json::json;
 use shared_contracts::REQUEST_ID_HEADER;
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -24,9 +25,9 @@ use tracing::Instrument;
 use crate::actor::SessionHandle;
 use crate::config::bare_host;
 use crate::error::Error;
+use crate::idempotency::Idempotency;
 use crate::telemetry::REQUEST_ID;
 
-pub use idempotency::Idempotency;
 pub use limit::RateLimiter;
 
 /// Largest request body accepted (a 4096-character message fits many times).
@@ -168,15 +169,23 @@ pub struct AppJson<T>(pub T);
 
 impl<S, T> FromRequest<S> for AppJson<T>
 where
-    axum::Json<T>: FromRequest<S, Rejection = axum::extract::rejection::JsonRejection>,
+    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
     S: Send + Sync,
 {
     type Rejection = Error;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::Json(value) = axum::Json::<T>::from_request(request, state).await?;
+        let axum::Json(value) = axum::Json::<T>::from_request(request, state).await.map_err(rejected)?;
         Ok(AppJson(value))
     }
+}
+
+/// A body `Json` refused: too large for [`BODY_LIMIT_BYTES`] (413), or not the JSON expected (400).
+fn rejected(rejection: JsonRejection) -> Error {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return Error::PayloadTooLarge { limit: BODY_LIMIT_BYTES };
+    }
+    Error::Validation { message: rejection.body_text(), detail: json!({ "body": "invalid JSON" }) }
 }
 
 #[cfg(test)]

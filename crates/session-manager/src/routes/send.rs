@@ -1,8 +1,7 @@
 //! `POST /send`: validation at the border, rate limit (SEND_RATE_PER_MINUTE), and `Idempotency-Key`
 //! (per caller, bound to its message: the same key never sends twice, later requests get the first
-//! answer again with `Idempotent-Replayed: true`, also after a restart; see `idempotency.rs`).
-
-use std::sync::atomic::{AtomicBool, Ordering};
+//! answer again with `Idempotent-Replayed: true`, also after a restart; the store and its journal
+//! are `crate::idempotency`).
 
 use axum::Json;
 use axum::extract::State;
@@ -13,9 +12,9 @@ use shared_contracts::{
     IDEMPOTENCY_KEY_HEADER, MessageText, PhoneNumber, SendRequest, SendResponse, SessionState,
 };
 
-use super::idempotency::{self, Answer, Claim, Scope, Settled};
 use super::{AppJson, AppState};
 use crate::error::Error;
+use crate::idempotency::{self, Scope, Ticket};
 
 const IDEMPOTENCY_KEY_MAX_LEN: usize = 200;
 /// Set on an answer that was given before (by an earlier or a concurrent request with the key).
@@ -33,78 +32,39 @@ pub async fn send(
     let key = idempotency_key(&headers)?;
     tracing::info!(to = %to, cliente_id = ?request.cliente_id, idempotency_key = ?key, "send requested");
 
+    let keyed = key.map(|key| {
+        let fingerprint = idempotency::fingerprint(request.cliente_id, to.as_str(), text.as_str());
+        (Scope { cliente_id: request.cliente_id, key }, fingerprint)
+    });
+    let store = state.idempotency.clone();
     // Refusals before the page is asked (429, 409) return early: nothing to replay, no slot taken.
-    let attempt = |scope: Option<Scope>| {
-        let state = state.clone();
-        let (to, text) = (to.clone(), text.clone());
-        async move {
-            state.send_limiter.try_acquire()?;
-            let current = state.session.status().state;
-            if current != SessionState::Ready {
-                return Err(Error::SessionNotReady { state: current });
+    let attempt = |ticket: Ticket| async move {
+        state.send_limiter.try_acquire()?;
+        let current = state.session.status().state;
+        if current != SessionState::Ready {
+            return Err(Error::SessionNotReady { state: current });
+        }
+        ticket.pending().await;
+        match state.session.send(to, text).await {
+            Ok(data) => {
+                let body = SendResponse { success: true, message: "Message sent".into(), data };
+                Ok((StatusCode::OK, serde_json::to_value(body).unwrap_or_default()))
             }
-            if let Some(scope) = &scope {
-                state.idempotency.pending(scope).await;
-            }
-            let outcome = match state.session.send(to, text).await {
-                Ok(data) => {
-                    let body = SendResponse { success: true, message: "Message sent".into(), data };
-                    Ok((StatusCode::OK, serde_json::to_value(body).unwrap_or_default()))
-                }
-                // A send that was attempted has an answer worth replaying; a refusal before it does not.
-                Err(
-                    e @ (Error::SendFailed { .. }
-                    | Error::SendTimeout { .. }
-                    | Error::NumberNotOnWhatsapp { .. }),
-                ) => {
-                    let status =
-                        StatusCode::from_u16(e.code().http_status()).unwrap_or(StatusCode::BAD_GATEWAY);
-                    Ok((status, serde_json::to_value(e.body()).unwrap_or_default()))
-                }
-                Err(e) => Err(e),
-            };
-            let settled = outcome.map(|answer: Answer| Settled {
-                answer,
-                at: idempotency::unix_secs(std::time::SystemTime::now()),
-            });
-            if let Some(scope) = &scope {
-                match &settled {
-                    Ok(settled) => state.idempotency.answered(scope, settled).await,
-                    Err(_) => state.idempotency.released(scope).await,
-                }
-            }
-            settled
+            // A send that was attempted has an answer worth replaying; a refusal before it does not.
+            Err(
+                e
+                @ (Error::SendFailed { .. } | Error::SendTimeout { .. } | Error::NumberNotOnWhatsapp { .. }),
+            ) => Ok(idempotency::error_answer(&e)),
+            Err(e) => Err(e),
         }
     };
 
-    let Some(key) = key else {
-        let Settled { answer: (status, body), .. } = attempt(None).await?;
-        return Ok((status, Json(body)).into_response());
-    };
-    let fingerprint = idempotency::fingerprint(request.cliente_id, to.as_str(), text.as_str());
-    let scope = Scope { cliente_id: request.cliente_id, key };
-    let cell = match state.idempotency.claim(&scope, &fingerprint) {
-        Claim::Cell(cell) => cell,
-        Claim::Reused => return Err(Error::IdempotencyKeyReused { key: scope.key }),
-    };
-    // Whoever runs the send answers first-hand; everyone else (later or waiting) gets a replay.
-    let ran = AtomicBool::new(false);
-    let result = cell
-        .get_or_try_init(|| {
-            ran.store(true, Ordering::Relaxed);
-            attempt(Some(scope.clone()))
-        })
-        .await
-        .cloned();
-    let Settled { answer: (status, body), .. } = match result {
-        Ok(settled) => settled,
-        Err(e) => {
-            state.idempotency.forget_unanswered(&scope, cell);
-            return Err(e);
-        }
+    let ((status, body), replayed) = match keyed {
+        None => (attempt(Ticket::untracked()).await?, false),
+        Some((scope, fingerprint)) => store.once(scope, &fingerprint, attempt).await?,
     };
     let mut response = (status, Json(body)).into_response();
-    if !ran.load(Ordering::Relaxed) {
+    if replayed {
         response.headers_mut().insert(IDEMPOTENT_REPLAYED_HEADER, HeaderValue::from_static("true"));
     }
     Ok(response)

@@ -4,6 +4,7 @@ use std::convert::Infallible;
 
 use axum::Extension;
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -16,6 +17,7 @@ use tokio_stream::wrappers::WatchStream;
 use super::{AppState, Authorized};
 use crate::error::Error;
 use crate::qr;
+use crate::session::Snapshot;
 
 /// The full status with the token; without it, the same minus the QR (the QR is the login).
 pub async fn status(
@@ -40,17 +42,20 @@ pub struct QrQuery {
     format: Option<String>,
 }
 
+/// The QR as the PNG rendered when it arrived, or drawn as text (`?format=ascii`).
 pub async fn qr(State(state): State<AppState>, Query(query): Query<QrQuery>) -> Result<Response, Error> {
-    let info = current_qr(&state)?;
+    let Snapshot { status, qr_png } = state.session.snapshot();
+    let (Some(info), Some(png)) = (status.qr, qr_png) else {
+        return Err(Error::NoQr { state: status.state });
+    };
     match query.format.as_deref() {
-        None | Some("png") => {
-            let png = qr::png_from_data_url(&info.base64)
-                .ok_or_else(|| Error::validation("the stored QR is not a PNG data URL"))?;
-            Ok(([(header::CONTENT_TYPE, "image/png"), (header::CACHE_CONTROL, "no-store")], png)
-                .into_response())
-        }
+        None | Some("png") => Ok((
+            [(header::CONTENT_TYPE, "image/png"), (header::CACHE_CONTROL, "no-store")],
+            Bytes::from_owner(png),
+        )
+            .into_response()),
         Some("ascii") => {
-            let text = qr::ascii(&info.url).map_err(|e| Error::validation(e.to_string()))?;
+            let text = qr::ascii(&info.url)?;
             Ok((
                 [(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::CACHE_CONTROL, "no-store")],
                 text,
@@ -72,7 +77,7 @@ pub async fn events(State(state): State<AppState>) -> Sse<impl Stream<Item = Res
         let _ = shutting_down.wait_for(|stop| *stop).await;
     };
     let stream = WatchStream::new(state.session.subscribe())
-        .map(|status| {
+        .map(|Snapshot { status, .. }| {
             let event = Event::default().event("status");
             Ok(event.json_data(&status).unwrap_or_else(|_| Event::default().event("status").data("{}")))
         })

@@ -249,14 +249,14 @@ async fn ten_thousand_refused_sends_do_not_evict_an_answered_key() {
     let dir = tempfile::tempdir().expect("tempdir");
     // An answer given a minute ago, as the journal keeps it.
     let to = shared_contracts::PhoneNumber::parse("5491123456789").expect("phone");
-    let fingerprint = super::idempotency::fingerprint(Some(9), to.as_str(), "tu pedido salió");
-    let at = super::idempotency::unix_secs(std::time::SystemTime::now()) - 60;
+    let fingerprint = crate::idempotency::fingerprint(Some(9), to.as_str(), "tu pedido salió");
+    let at = crate::idempotency::unix_secs(std::time::SystemTime::now()) - 60;
     let record = serde_json::json!({
         "event": "answered", "cliente_id": 9, "key": "paid-order", "fingerprint": fingerprint, "at": at,
         "status": 200, "body": {"success": true, "message": "Message sent",
             "data": {"message_id": "3EB0FIRST", "to": "5491123456789", "timestamp": 1}},
     });
-    std::fs::write(dir.path().join(super::idempotency::JOURNAL_FILE), format!("{record}\n"))
+    std::fs::write(dir.path().join(crate::idempotency::JOURNAL_FILE), format!("{record}\n"))
         .expect("journal");
     let (app, _) = app_in(dir, &[]).await;
     let send = |key: String, cliente_id: u64, message: &str| {
@@ -327,6 +327,6 @@ async fn the_data_dir_and_the_journal_are_private_whatever_the_umask() {
     let mode = |p: &std::path::Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
     assert_eq!(mode(&root), 0o700);
     assert_eq!(mode(&root.join("sessions")), 0o700);
-    assert_eq!(mode(&root.join(super::idempotency::JOURNAL_FILE)), 0o600);
+    assert_eq!(mode(&root.join(crate::idempotency::JOURNAL_FILE)), 0o600);
     assert_eq!(mode(&root.join("session-manager.lock")), 0o600);
 }

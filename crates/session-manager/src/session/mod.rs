@@ -1,14 +1,21 @@
-//! The session state machine of ARCHITECTURE.md as a plain type: `apply(event) -> effects`, no I/O.
+//! The session state machine of ARCHITECTURE.md as a plain type: `apply(event, now) -> transition`,
+//! no I/O, no clock and no logging.
 //!
-//! The actor feeds it what the browser and the HTTP side report and carries out the effects it
-//! returns; the status every client sees is derived from it (`status()`).
+//! The actor feeds it what the browser and the HTTP side report, with the time, logs the state
+//! change it returns and carries out the effects; the status every client sees is derived from it
+//! (`status.rs`).
+
+mod status;
 
 use std::time::Duration;
 
-use shared_contracts::{ADMIN_SESSION, ErrorCode, LastError, QrInfo, SessionState, StatusBody};
+use shared_contracts::{ErrorCode, LastError, SessionState};
 use time::OffsetDateTime;
 
+use crate::qr::QrImage;
 use crate::telemetry::format_rfc3339;
+
+pub use status::Snapshot;
 
 /// How long WhatsApp shows the first code of a batch, and each next one (docs/whatsapp-bridge.md).
 const FIRST_QR_LIFETIME_MS: i64 = 60_000;
@@ -35,8 +42,8 @@ pub enum Event {
     /// The session cannot go on: Chromium did not start, WhatsApp Web did not load, or the page
     /// failed a step it must do (read the QR, take the session back).
     LaunchFailed(Failure),
-    /// The page shows a (new) login QR; `data_url` is its PNG rendering.
-    QrReceived { code: String, data_url: String, at_ms: i64 },
+    /// The page shows a (new) login QR; `image` is its PNG rendering.
+    QrReceived { code: String, image: QrImage, at_ms: i64 },
     /// WhatsApp's raw socket state (`UNPAIRED`, `PAIRING`, `CONNECTED`, `CONFLICT`, ...).
     WaState(String),
     /// Logged in and synced: sending is possible. `phone` is digits.
@@ -77,10 +84,25 @@ pub enum Effect {
     CountQr,
 }
 
+/// A state entered (possibly the same one again), and why: the actor logs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub from: SessionState,
+    pub to: SessionState,
+    pub reason: String,
+}
+
+/// What one event did: the state change, if any, and the effects to carry out, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Transition {
+    pub change: Option<Change>,
+    pub effects: Vec<Effect>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Qr {
     code: String,
-    data_url: String,
+    image: QrImage,
     at_ms: i64,
     expires_at_ms: i64,
 }
@@ -97,13 +119,18 @@ pub struct Session {
     reconnect_pending: bool,
     max_qr_attempts: u32,
     takeover_on_conflict: bool,
+    /// The time of the event being applied.
+    now: OffsetDateTime,
+    /// The change made by the event being applied.
+    change: Option<Change>,
 }
 
 impl Session {
-    pub fn new(max_qr_attempts: u32, takeover_on_conflict: bool) -> Self {
+    /// A session in INIT since `now`.
+    pub fn new(max_qr_attempts: u32, takeover_on_conflict: bool, now: OffsetDateTime) -> Self {
         Self {
             state: SessionState::Init,
-            since: OffsetDateTime::now_utc(),
+            since: now,
             qr: None,
             attempts: 0,
             phone: None,
@@ -112,6 +139,8 @@ impl Session {
             reconnect_pending: false,
             max_qr_attempts,
             takeover_on_conflict,
+            now,
+            change: None,
         }
     }
 
@@ -123,8 +152,15 @@ impl Session {
         self.last_error.as_ref()
     }
 
-    /// Applies one event and returns the effects to carry out, in order.
-    pub fn apply(&mut self, event: Event) -> Vec<Effect> {
+    /// Applies one event that happened at `now`: the state change it made and the effects to carry
+    /// out, in order.
+    pub fn apply(&mut self, event: Event, now: OffsetDateTime) -> Transition {
+        self.now = now;
+        let effects = self.step(event);
+        Transition { change: self.change.take(), effects }
+    }
+
+    fn step(&mut self, event: Event) -> Vec<Effect> {
         use SessionState as S;
         let live = self.state.is_live();
         match event {
@@ -142,7 +178,7 @@ impl Session {
                 self.fail(S::Error, failure);
                 vec![Effect::CloseBrowser]
             }
-            Event::QrReceived { code, data_url, at_ms } => {
+            Event::QrReceived { code, image, at_ms } => {
                 if !matches!(self.state, S::Connecting | S::QrRequired) {
                     return vec![];
                 }
@@ -154,7 +190,7 @@ impl Session {
                 }
                 self.attempts += 1;
                 let lifetime = if self.attempts == 1 { FIRST_QR_LIFETIME_MS } else { NEXT_QR_LIFETIME_MS };
-                self.qr = Some(Qr { code, data_url, at_ms, expires_at_ms: at_ms + lifetime });
+                self.qr = Some(Qr { code, image, at_ms, expires_at_ms: at_ms + lifetime });
                 let reason = format!("QR code {} of at most {}", self.attempts, self.max_qr_attempts);
                 self.enter(S::QrRequired, &reason);
                 vec![Effect::CountQr]
@@ -212,7 +248,7 @@ impl Session {
                     return vec![Effect::CloseBrowser];
                 }
                 let delay = backoff(self.crashes);
-                self.last_error = Some(last_error(Failure {
+                self.last_error = Some(self.last_error_now(Failure {
                     code: ErrorCode::BrowserCrashed,
                     message: format!("Chromium or the page crashed: {reason}"),
                     hint: "Nothing to do: the session reconnects on its own".into(),
@@ -264,7 +300,6 @@ impl Session {
             }
             ("CONFLICT", state) if state.is_live() => {
                 if self.takeover_on_conflict {
-                    tracing::info!(state = %state, "WhatsApp Web was opened elsewhere: taking the session back");
                     return vec![Effect::Takeover];
                 }
                 self.fail(
@@ -307,16 +342,16 @@ impl Session {
 
     fn fail(&mut self, to: SessionState, failure: Failure) {
         let reason = format!("{}: {}", failure.code, failure.message);
-        self.last_error = Some(last_error(failure));
+        self.last_error = Some(self.last_error_now(failure));
         self.reconnect_pending = false;
         self.enter(to, &reason);
     }
 
     fn enter(&mut self, to: SessionState, reason: &str) {
         let from = self.state;
-        tracing::info!(from = %from, to = %to, reason, "session state changed");
+        self.change = Some(Change { from, to, reason: reason.to_owned() });
         if from != to {
-            self.since = OffsetDateTime::now_utc();
+            self.since = self.now;
         }
         self.state = to;
         if to != SessionState::QrRequired {
@@ -327,56 +362,13 @@ impl Session {
         }
     }
 
-    /// The body of `GET /status` and of each `/events` message.
-    pub fn status(&self) -> StatusBody {
-        let ready = self.state == SessionState::Ready;
-        StatusBody {
-            connected: ready,
-            state: self.state,
-            session: ADMIN_SESSION.to_owned(),
-            can_send_messages: ready,
-            recommended_action: self.recommended_action(),
-            qr: self.qr.as_ref().filter(|_| self.state == SessionState::QrRequired).map(|qr| QrInfo {
-                base64: qr.data_url.clone(),
-                url: qr.code.clone(),
-                attempts: self.attempts,
-                timestamp: qr.at_ms,
-                expires_at: qr.expires_at_ms,
-            }),
-            phone_number: if ready { self.phone.clone() } else { None },
-            since: format_rfc3339(self.since),
-            last_error: self.last_error.clone(),
+    fn last_error_now(&self, failure: Failure) -> LastError {
+        LastError {
+            code: failure.code,
+            message: failure.message,
+            hint: failure.hint,
+            at: format_rfc3339(self.now),
         }
-    }
-
-    fn recommended_action(&self) -> String {
-        match self.state {
-            SessionState::Init => "POST /connect to open WhatsApp Web".into(),
-            SessionState::Connecting => "Wait: WhatsApp Web is loading".into(),
-            SessionState::QrRequired => "Scan the QR with WhatsApp > Linked devices".into(),
-            SessionState::Authenticated => "Wait: WhatsApp is loading the chats".into(),
-            SessionState::Ready => "None: the session can send messages".into(),
-            SessionState::Disconnected => match self.last_error.as_ref().map(|e| e.code) {
-                Some(ErrorCode::LoggedOut) => {
-                    "POST /connect and scan the new QR (the device was unlinked)".into()
-                }
-                Some(ErrorCode::QrAttemptsExhausted) => "POST /connect to get new QR codes".into(),
-                _ => "POST /connect to reconnect".into(),
-            },
-            SessionState::Error => match &self.last_error {
-                Some(e) => e.hint.clone(),
-                None => "POST /connect to retry".into(),
-            },
-        }
-    }
-}
-
-fn last_error(failure: Failure) -> LastError {
-    LastError {
-        code: failure.code,
-        message: failure.message,
-        hint: failure.hint,
-        at: format_rfc3339(OffsetDateTime::now_utc()),
     }
 }
 
@@ -387,5 +379,4 @@ pub fn backoff(crashes: u32) -> Duration {
 }
 
 #[cfg(test)]
-#[path = "session_tests.rs"]
 mod tests;

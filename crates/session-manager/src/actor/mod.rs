@@ -1,54 +1,32 @@
 //! The session actor: one task owns the browser, the tab and the state machine. Commands come in
 //! over an mpsc channel, browser and page signals over another; the status goes out on a watch.
-//! What the page's signals mean and how the page is asked to act is `bridge::protocol`.
+//! What the page's signals mean and how the page is asked to act is `bridge::protocol`; the HTTP
+//! side's handle is `handle.rs`.
+
+mod handle;
+mod lifecycle;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chromiumoxide::Page;
-use shared_contracts::{MessageText, PhoneNumber, SentMessage, SessionState, StatusBody};
-use tokio::sync::{mpsc, oneshot, watch};
+use shared_contracts::SessionState;
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use crate::bridge::PageSignal;
 use crate::bridge::protocol::{self, PageAction, PageEvent};
-use crate::bridge::{self, PageSignal};
 use crate::browser::profile::{DataDir, ProfileLock};
-use crate::browser::{BrowserError, BrowserHandle, LaunchSettings};
+use crate::browser::{BrowserError, BrowserHandle};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::qr;
-use crate::session::{Effect, Event, Failure, Session};
+use crate::session::{Change, Effect, Event, Failure, Session, Snapshot};
 use crate::telemetry::now_ms;
-
-/// How long a polite browser close may take before the tree is killed.
-const CLOSE_GRACE: Duration = Duration::from_secs(3);
-
-#[derive(Debug, Clone)]
-pub struct ActorSettings {
-    pub launch: LaunchSettings,
-    pub url: String,
-    pub page_load_timeout: Duration,
-    pub send_timeout: Duration,
-    pub max_qr_attempts: u32,
-    pub takeover_on_conflict: bool,
-}
-
-/// What `POST /connect` learns.
-#[derive(Debug, Clone, Copy)]
-pub struct ConnectOutcome {
-    pub already_connected: bool,
-    pub state: SessionState,
-}
-
-enum Command {
-    Connect(oneshot::Sender<Result<ConnectOutcome, Error>>),
-    Disconnect { logout: bool, reply: oneshot::Sender<()> },
-    ClearSession(oneshot::Sender<Result<Option<PathBuf>, Error>>),
-    Send { to: PhoneNumber, text: MessageText, reply: oneshot::Sender<Result<SentMessage, Error>> },
-    Shutdown(oneshot::Sender<()>),
-}
+use handle::Command;
+pub use handle::{ActorSettings, ConnectOutcome, SessionHandle};
 
 /// A browser or page signal, tagged with the browser generation it came from.
 struct Signal {
@@ -62,82 +40,6 @@ enum SignalKind {
     CdpClosed,
 }
 
-/// The HTTP side's handle on the session.
-#[derive(Clone)]
-pub struct SessionHandle {
-    commands: mpsc::Sender<Command>,
-    status: watch::Receiver<StatusBody>,
-    pub metrics: Arc<Metrics>,
-    pub profile: PathBuf,
-}
-
-impl SessionHandle {
-    /// Starts the actor. It owns the lock (and so the profile) until it stops.
-    pub fn spawn(settings: ActorSettings, data: DataDir, lock: ProfileLock) -> Self {
-        let session = Session::new(settings.max_qr_attempts, settings.takeover_on_conflict);
-        let (status_tx, status) = watch::channel(session.status());
-        let (commands, command_rx) = mpsc::channel(64);
-        let (signal_tx, signal_rx) = mpsc::unbounded_channel();
-        let metrics = Arc::new(Metrics::default());
-        let profile = data.profile();
-        let actor = Actor {
-            session,
-            status_tx,
-            settings,
-            data,
-            lock,
-            browser: None,
-            page: None,
-            generation: 0,
-            signal_tx,
-            reconnect_at: None,
-            load_deadline: None,
-            launch_error: None,
-            backup: None,
-            metrics: metrics.clone(),
-            launched_at: None,
-        };
-        tokio::spawn(actor.run(command_rx, signal_rx));
-        Self { commands, status, metrics, profile }
-    }
-
-    /// The current status (from memory, never a browser call).
-    pub fn status(&self) -> StatusBody {
-        self.status.borrow().clone()
-    }
-
-    pub fn subscribe(&self) -> watch::Receiver<StatusBody> {
-        self.status.clone()
-    }
-
-    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Error> {
-        let (tx, rx) = oneshot::channel();
-        self.commands.send(make(tx)).await.map_err(|_| Error::ActorGone)?;
-        rx.await.map_err(|_| Error::ActorGone)
-    }
-
-    pub async fn connect(&self) -> Result<ConnectOutcome, Error> {
-        self.ask(Command::Connect).await?
-    }
-
-    pub async fn disconnect(&self, logout: bool) -> Result<(), Error> {
-        self.ask(|reply| Command::Disconnect { logout, reply }).await
-    }
-
-    pub async fn clear_session(&self) -> Result<Option<PathBuf>, Error> {
-        self.ask(Command::ClearSession).await?
-    }
-
-    pub async fn send(&self, to: PhoneNumber, text: MessageText) -> Result<SentMessage, Error> {
-        self.ask(|reply| Command::Send { to, text, reply }).await?
-    }
-
-    /// Closes the browser (reaped) and stops the actor.
-    pub async fn shutdown(&self) {
-        let _ = self.ask(Command::Shutdown).await;
-    }
-}
-
 #[derive(Debug, PartialEq, Eq)]
 enum Flow {
     Continue,
@@ -146,7 +48,7 @@ enum Flow {
 
 struct Actor {
     session: Session,
-    status_tx: watch::Sender<StatusBody>,
+    snapshot_tx: watch::Sender<Snapshot>,
     settings: ActorSettings,
     data: DataDir,
     lock: ProfileLock,
@@ -166,6 +68,39 @@ struct Actor {
 }
 
 impl Actor {
+    /// Starts the actor task; returns its command channel and the snapshot it publishes.
+    fn spawn(
+        settings: ActorSettings,
+        data: DataDir,
+        lock: ProfileLock,
+        metrics: Arc<Metrics>,
+    ) -> (mpsc::Sender<Command>, watch::Receiver<Snapshot>) {
+        let session =
+            Session::new(settings.max_qr_attempts, settings.takeover_on_conflict, OffsetDateTime::now_utc());
+        let (snapshot_tx, snapshot) = watch::channel(session.snapshot());
+        let (commands, command_rx) = mpsc::channel(64);
+        let (signal_tx, signal_rx) = mpsc::unbounded_channel();
+        let actor = Actor {
+            session,
+            snapshot_tx,
+            settings,
+            data,
+            lock,
+            browser: None,
+            page: None,
+            generation: 0,
+            signal_tx,
+            reconnect_at: None,
+            load_deadline: None,
+            launch_error: None,
+            backup: None,
+            metrics,
+            launched_at: None,
+        };
+        tokio::spawn(actor.run(command_rx, signal_rx));
+        (commands, snapshot)
+    }
+
     async fn run(
         mut self,
         mut commands: mpsc::Receiver<Command>,
@@ -279,10 +214,10 @@ impl Actor {
                 tracing::info!(version, since_launch_ms = self.since_launch_ms(), "WhatsApp Web loaded");
                 None
             }
-            PageEvent::Qr { code } => match qr::data_url(&code) {
-                Ok(data_url) => {
+            PageEvent::Qr { code } => match qr::render(&code) {
+                Ok(image) => {
                     tracing::debug!(since_launch_ms = self.since_launch_ms(), "QR received");
-                    Some(Event::QrReceived { code, data_url, at_ms: now_ms() })
+                    Some(Event::QrReceived { code, image, at_ms: now_ms() })
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "could not render the QR");
@@ -298,9 +233,12 @@ impl Actor {
     async fn dispatch(&mut self, event: Event) {
         let mut queue = VecDeque::from([event]);
         while let Some(event) = queue.pop_front() {
-            let effects = self.session.apply(event);
+            let transition = self.session.apply(event, OffsetDateTime::now_utc());
+            if let Some(Change { from, to, reason }) = &transition.change {
+                tracing::info!(from = %from, to = %to, reason, "session state changed");
+            }
             self.publish();
-            for effect in effects {
+            for effect in transition.effects {
                 if let Some(next) = self.effect(effect).await {
                     queue.push_back(next);
                 }
@@ -310,11 +248,11 @@ impl Actor {
     }
 
     fn publish(&self) {
-        let status = self.session.status();
-        self.status_tx.send_if_modified(|current| {
-            let changed = *current != status;
+        let snapshot = self.session.snapshot();
+        self.snapshot_tx.send_if_modified(|current| {
+            let changed = *current != snapshot;
             if changed {
-                *current = status;
+                *current = snapshot;
             }
             changed
         });
@@ -352,7 +290,11 @@ impl Actor {
                 None
             }
             Effect::RefreshQr => self.page_action(PageAction::RefreshQr).await,
-            Effect::Takeover => self.page_action(PageAction::Takeover).await,
+            Effect::Takeover => {
+                let state = self.session.state();
+                tracing::info!(state = %state, "WhatsApp Web was opened elsewhere: taking the session back");
+                self.page_action(PageAction::Takeover).await
+            }
             Effect::ScheduleReconnect(delay) => {
                 Metrics::inc(&self.metrics.reconnects);
                 self.reconnect_at = Some(Instant::now() + delay);
@@ -379,71 +321,6 @@ impl Actor {
         };
         let cause = outcome.err()?;
         action.failure(&cause).map(Event::LaunchFailed)
-    }
-
-    fn since_launch_ms(&self) -> u64 {
-        self.launched_at.map_or(0, |at| at.elapsed().as_millis() as u64)
-    }
-
-    async fn launch(&mut self) -> Result<(), BrowserError> {
-        self.close_browser().await;
-        self.launched_at = Some(std::time::Instant::now());
-        self.generation += 1;
-        let generation = self.generation;
-        self.data.reclaim_profile(None).await?;
-        let exit_tx = self.signal_tx.clone();
-        let cdp_tx = self.signal_tx.clone();
-        let browser = BrowserHandle::launch(
-            &self.settings.launch,
-            &self.data.profile(),
-            move |status| {
-                let _ = exit_tx.send(Signal { generation, kind: SignalKind::ProcessExited(status) });
-            },
-            move || {
-                let _ = cdp_tx.send(Signal { generation, kind: SignalKind::CdpClosed });
-            },
-        )
-        .await?;
-        Metrics::inc(&self.metrics.browser_starts);
-        self.lock.record_browser(u32::try_from(browser.pid()).ok());
-        let page_tx = self.signal_tx.clone();
-        let opened = bridge::open_whatsapp(
-            &browser.browser,
-            &self.settings.url,
-            self.settings.launch.request_timeout,
-            self.settings.page_load_timeout,
-            move |signal| {
-                let _ = page_tx.send(Signal { generation, kind: SignalKind::Page(signal) });
-            },
-        )
-        .await;
-        self.browser = Some(browser);
-        match opened {
-            Ok(page) => {
-                tracing::debug!(since_launch_ms = self.since_launch_ms(), "WhatsApp Web opening");
-                self.page = Some(page);
-                self.load_deadline = Some(Instant::now() + self.settings.page_load_timeout);
-                Ok(())
-            }
-            Err(e) => {
-                self.close_browser().await;
-                Err(e)
-            }
-        }
-    }
-
-    async fn close_browser(&mut self) {
-        self.generation += 1;
-        self.page = None;
-        self.load_deadline = None;
-        if let Some(browser) = self.browser.take() {
-            let tail = browser.stderr_tail();
-            if !tail.is_empty() {
-                tracing::debug!(stderr_tail = %tail, "Chromium stderr before close");
-            }
-            browser.shutdown(CLOSE_GRACE).await;
-            self.lock.record_browser(None);
-        }
     }
 }
 

@@ -1,24 +1,44 @@
 //! One test per row of the state table of ARCHITECTURE.md.
 
-use super::*;
+use std::sync::Arc;
+
 use shared_contracts::ErrorCode;
 
+use super::*;
+
+/// The time every event of these tests happens at, unless a test says otherwise.
+fn t0() -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(1_764_000_000).expect("a valid time")
+}
+
+/// `apply` at [`t0`], keeping the effects.
+trait EffectsOf {
+    fn effects_of(&mut self, event: Event) -> Vec<Effect>;
+}
+
+impl EffectsOf for Session {
+    fn effects_of(&mut self, event: Event) -> Vec<Effect> {
+        self.apply(event, t0()).effects
+    }
+}
+
 fn session() -> Session {
-    Session::new(3, true)
+    Session::new(3, true, t0())
 }
 
 fn qr(s: &mut Session, code: &str) -> Vec<Effect> {
-    s.apply(Event::QrReceived { code: code.into(), data_url: format!("data:{code}"), at_ms: 1_000 })
+    let image = QrImage { png: Arc::from(code.as_bytes()), data_url: format!("data:{code}") };
+    s.effects_of(Event::QrReceived { code: code.into(), image, at_ms: 1_000 })
 }
 
 fn wa(s: &mut Session, state: &str) -> Vec<Effect> {
-    s.apply(Event::WaState(state.into()))
+    s.effects_of(Event::WaState(state.into()))
 }
 
 /// A session in QR_REQUIRED showing its first code.
 fn showing_qr() -> Session {
     let mut s = session();
-    s.apply(Event::Connect);
+    s.effects_of(Event::Connect);
     qr(&mut s, "2@a");
     s
 }
@@ -26,7 +46,7 @@ fn showing_qr() -> Session {
 fn ready() -> Session {
     let mut s = showing_qr();
     wa(&mut s, "PAIRING");
-    s.apply(Event::Ready { phone: "5491100000000".into() });
+    s.effects_of(Event::Ready { phone: "5491100000000".into() });
     assert_eq!(s.state(), SessionState::Ready);
     s
 }
@@ -38,22 +58,22 @@ fn error_code(s: &Session) -> Option<ErrorCode> {
 #[test]
 fn connect_from_init_disconnected_or_error_launches_the_browser() {
     let mut s = session();
-    assert_eq!(s.apply(Event::Connect), vec![Effect::LaunchBrowser]);
+    assert_eq!(s.effects_of(Event::Connect), vec![Effect::LaunchBrowser]);
     assert_eq!(s.state(), SessionState::Connecting);
 
     let mut s = ready();
-    s.apply(Event::Disconnect { logout: false });
-    assert_eq!(s.apply(Event::Connect), vec![Effect::LaunchBrowser]);
+    s.effects_of(Event::Disconnect { logout: false });
+    assert_eq!(s.effects_of(Event::Connect), vec![Effect::LaunchBrowser]);
 
     let mut s = session();
-    s.apply(Event::Connect);
-    s.apply(Event::LaunchFailed(Failure {
+    s.effects_of(Event::Connect);
+    s.effects_of(Event::LaunchFailed(Failure {
         code: ErrorCode::BrowserLaunchFailed,
         message: "m".into(),
         hint: "h".into(),
     }));
     assert_eq!(s.state(), SessionState::Error);
-    assert_eq!(s.apply(Event::Connect), vec![Effect::LaunchBrowser]);
+    assert_eq!(s.effects_of(Event::Connect), vec![Effect::LaunchBrowser]);
     assert_eq!(s.state(), SessionState::Connecting);
 }
 
@@ -61,12 +81,12 @@ fn connect_from_init_disconnected_or_error_launches_the_browser() {
 fn connect_while_live_changes_nothing() {
     for mut s in [showing_qr(), ready()] {
         let before = s.state();
-        assert!(s.apply(Event::Connect).is_empty());
+        assert!(s.effects_of(Event::Connect).is_empty());
         assert_eq!(s.state(), before);
     }
     let mut s = session();
-    s.apply(Event::Connect);
-    assert!(s.apply(Event::Connect).is_empty());
+    s.effects_of(Event::Connect);
+    assert!(s.effects_of(Event::Connect).is_empty());
 }
 
 #[test]
@@ -120,7 +140,7 @@ fn a_scan_authenticates_and_ready_carries_the_phone() {
     wa(&mut s, "PAIRING");
     assert_eq!(s.state(), SessionState::Authenticated);
     assert!(s.status().qr.is_none());
-    let effects = s.apply(Event::Ready { phone: "5491100000000".into() });
+    let effects = s.effects_of(Event::Ready { phone: "5491100000000".into() });
     assert_eq!(effects, vec![Effect::RememberLogin { phone: "+5491100000000".into() }]);
     let status = s.status();
     assert!(status.connected && status.can_send_messages);
@@ -130,34 +150,34 @@ fn a_scan_authenticates_and_ready_carries_the_phone() {
 #[test]
 fn a_saved_session_goes_from_connecting_to_ready_without_a_qr() {
     let mut s = session();
-    s.apply(Event::Connect);
+    s.effects_of(Event::Connect);
     wa(&mut s, "CONNECTED");
     assert_eq!(s.state(), SessionState::Authenticated);
-    s.apply(Event::Ready { phone: "549".into() });
+    s.effects_of(Event::Ready { phone: "549".into() });
     assert_eq!(s.state(), SessionState::Ready);
 }
 
 #[test]
 fn disconnect_keeps_the_profile_and_disconnect_with_logout_unlinks_and_wipes() {
     let mut s = ready();
-    assert_eq!(s.apply(Event::Disconnect { logout: false }), vec![Effect::CloseBrowser]);
+    assert_eq!(s.effects_of(Event::Disconnect { logout: false }), vec![Effect::CloseBrowser]);
     assert_eq!(s.state(), SessionState::Disconnected);
     assert!(s.status().phone_number.is_none());
 
     let mut s = ready();
     assert_eq!(
-        s.apply(Event::Disconnect { logout: true }),
+        s.effects_of(Event::Disconnect { logout: true }),
         vec![Effect::UnlinkDevice, Effect::CloseBrowser, Effect::WipeProfile]
     );
     let mut idle = session();
-    assert!(idle.apply(Event::Disconnect { logout: false }).is_empty());
+    assert!(idle.effects_of(Event::Disconnect { logout: false }).is_empty());
     assert_eq!(idle.state(), SessionState::Init);
 }
 
 #[test]
 fn logout_from_the_phone_disconnects_and_wipes_the_profile() {
     let mut s = ready();
-    assert_eq!(s.apply(Event::LoggedOut), vec![Effect::CloseBrowser, Effect::WipeProfile]);
+    assert_eq!(s.effects_of(Event::LoggedOut), vec![Effect::CloseBrowser, Effect::WipeProfile]);
     assert_eq!(s.state(), SessionState::Disconnected);
     assert_eq!(error_code(&s), Some(ErrorCode::LoggedOut));
     assert!(s.status().recommended_action.contains("new QR"));
@@ -169,10 +189,10 @@ fn conflict_is_taken_over_when_configured_else_an_error() {
     assert_eq!(wa(&mut s, "CONFLICT"), vec![Effect::Takeover]);
     assert_eq!(s.state(), SessionState::Ready);
 
-    let mut s = Session::new(3, false);
-    s.apply(Event::Connect);
+    let mut s = Session::new(3, false, t0());
+    s.effects_of(Event::Connect);
     wa(&mut s, "CONNECTED");
-    s.apply(Event::Ready { phone: "549".into() });
+    s.effects_of(Event::Ready { phone: "549".into() });
     assert_eq!(wa(&mut s, "CONFLICT"), vec![Effect::CloseBrowser]);
     assert_eq!(s.state(), SessionState::Error);
     assert_eq!(error_code(&s), Some(ErrorCode::Conflict));
@@ -181,24 +201,24 @@ fn conflict_is_taken_over_when_configured_else_an_error() {
 #[test]
 fn a_crash_reconnects_with_exponential_back_off() {
     let mut s = ready();
-    let effects = s.apply(Event::Crashed { reason: "browser exited".into() });
+    let effects = s.effects_of(Event::Crashed { reason: "browser exited".into() });
     assert_eq!(effects, vec![Effect::CloseBrowser, Effect::ScheduleReconnect(Duration::from_millis(500))]);
     assert_eq!(s.state(), SessionState::Connecting);
     assert_eq!(error_code(&s), Some(ErrorCode::BrowserCrashed));
     // A second report of the same crash (handler end after process exit) is ignored.
-    assert!(s.apply(Event::Crashed { reason: "cdp closed".into() }).is_empty());
-    assert_eq!(s.apply(Event::ReconnectDue), vec![Effect::LaunchBrowser]);
-    assert!(s.apply(Event::ReconnectDue).is_empty());
-    let effects = s.apply(Event::Crashed { reason: "again".into() });
+    assert!(s.effects_of(Event::Crashed { reason: "cdp closed".into() }).is_empty());
+    assert_eq!(s.effects_of(Event::ReconnectDue), vec![Effect::LaunchBrowser]);
+    assert!(s.effects_of(Event::ReconnectDue).is_empty());
+    let effects = s.effects_of(Event::Crashed { reason: "again".into() });
     assert_eq!(effects[1], Effect::ScheduleReconnect(Duration::from_secs(1)));
-    s.apply(Event::ReconnectDue);
+    s.effects_of(Event::ReconnectDue);
     // Back to READY from the profile, no QR; the crash counter resets.
     wa(&mut s, "CONNECTED");
-    s.apply(Event::Ready { phone: "549".into() });
+    s.effects_of(Event::Ready { phone: "549".into() });
     assert_eq!(s.state(), SessionState::Ready);
     assert_eq!(error_code(&s), None, "READY clears the crash's last_error");
     assert!(s.status().last_error.is_none());
-    let effects = s.apply(Event::Crashed { reason: "third".into() });
+    let effects = s.effects_of(Event::Crashed { reason: "third".into() });
     assert_eq!(effects[1], Effect::ScheduleReconnect(Duration::from_millis(500)));
 }
 
@@ -206,10 +226,10 @@ fn a_crash_reconnects_with_exponential_back_off() {
 fn too_many_crashes_in_a_row_end_in_error() {
     let mut s = ready();
     for _ in 0..MAX_CRASH_RESTARTS {
-        s.apply(Event::Crashed { reason: "x".into() });
-        s.apply(Event::ReconnectDue);
+        s.effects_of(Event::Crashed { reason: "x".into() });
+        s.effects_of(Event::ReconnectDue);
     }
-    assert_eq!(s.apply(Event::Crashed { reason: "x".into() }), vec![Effect::CloseBrowser]);
+    assert_eq!(s.effects_of(Event::Crashed { reason: "x".into() }), vec![Effect::CloseBrowser]);
     assert_eq!(s.state(), SessionState::Error);
     assert_eq!(error_code(&s), Some(ErrorCode::BrowserCrashed));
 }
@@ -224,16 +244,16 @@ fn back_off_doubles_and_is_capped() {
 #[test]
 fn disconnect_during_the_back_off_cancels_the_reconnect() {
     let mut s = ready();
-    s.apply(Event::Crashed { reason: "x".into() });
-    s.apply(Event::Disconnect { logout: false });
+    s.effects_of(Event::Crashed { reason: "x".into() });
+    s.effects_of(Event::Disconnect { logout: false });
     assert_eq!(s.state(), SessionState::Disconnected);
-    assert!(s.apply(Event::ReconnectDue).is_empty());
+    assert!(s.effects_of(Event::ReconnectDue).is_empty());
 }
 
 #[test]
 fn clear_session_returns_to_init_from_any_state_and_backs_up_the_profile() {
     for mut s in [session(), showing_qr(), ready()] {
-        assert_eq!(s.apply(Event::ClearSession), vec![Effect::CloseBrowser, Effect::BackupProfile]);
+        assert_eq!(s.effects_of(Event::ClearSession), vec![Effect::CloseBrowser, Effect::BackupProfile]);
         assert_eq!(s.state(), SessionState::Init);
         assert!(s.last_error().is_none());
     }
@@ -242,13 +262,13 @@ fn clear_session_returns_to_init_from_any_state_and_backs_up_the_profile() {
 #[test]
 fn launch_failures_end_in_error_with_their_specific_code() {
     let mut s = session();
-    s.apply(Event::Connect);
+    s.effects_of(Event::Connect);
     let failure = Failure {
         code: ErrorCode::BrowserLaunchFailed,
         message: "Chromium not found at /nope".into(),
         hint: "install chromium or set CHROMIUM_PATH".into(),
     };
-    assert_eq!(s.apply(Event::LaunchFailed(failure)), vec![Effect::CloseBrowser]);
+    assert_eq!(s.effects_of(Event::LaunchFailed(failure)), vec![Effect::CloseBrowser]);
     let status = s.status();
     assert_eq!(status.state, SessionState::Error);
     let err = status.last_error.expect("last_error");
@@ -269,11 +289,40 @@ fn blocked_accounts_end_in_error() {
 fn events_that_do_not_apply_to_the_state_are_ignored() {
     let mut s = session();
     assert!(qr(&mut s, "2@a").is_empty());
-    assert!(s.apply(Event::LoggedOut).is_empty());
-    assert!(s.apply(Event::Crashed { reason: "x".into() }).is_empty());
-    assert!(s.apply(Event::Ready { phone: "1".into() }).is_empty());
+    assert!(s.effects_of(Event::LoggedOut).is_empty());
+    assert!(s.effects_of(Event::Crashed { reason: "x".into() }).is_empty());
+    assert!(s.effects_of(Event::Ready { phone: "1".into() }).is_empty());
     assert_eq!(s.state(), SessionState::Init);
     let mut r = ready();
     assert!(qr(&mut r, "2@z").is_empty());
     assert_eq!(r.state(), SessionState::Ready);
+}
+
+#[test]
+fn a_transition_names_the_change_and_its_time_is_the_events() {
+    let mut s = session();
+    let t1 = t0() + time::Duration::seconds(90);
+    let transition = s.apply(Event::Connect, t1);
+    let change =
+        Change { from: SessionState::Init, to: SessionState::Connecting, reason: "connect requested".into() };
+    assert_eq!(transition, Transition { change: Some(change), effects: vec![Effect::LaunchBrowser] });
+    assert_eq!(s.status().since, format_rfc3339(t1));
+
+    let t2 = t1 + time::Duration::seconds(30);
+    assert_eq!(s.apply(Event::Connect, t2), Transition::default(), "ignored: no change, no effect");
+    assert_eq!(s.status().since, format_rfc3339(t1));
+    let failure = Failure { code: ErrorCode::PageLoadFailed, message: "m".into(), hint: "h".into() };
+    let transition = s.apply(Event::LaunchFailed(failure), t2);
+    assert_eq!(transition.change.map(|c| c.to), Some(SessionState::Error));
+    assert_eq!(s.status().since, format_rfc3339(t2));
+    assert_eq!(s.last_error().map(|e| e.at.clone()), Some(format_rfc3339(t2)));
+}
+
+#[test]
+fn the_snapshot_carries_the_png_of_the_qr_shown_and_nothing_else() {
+    let s = showing_qr();
+    let snapshot = s.snapshot();
+    assert_eq!(snapshot.qr_png.as_deref(), Some(&b"2@a"[..]));
+    assert_eq!(snapshot.status, s.status());
+    assert_eq!(ready().snapshot().qr_png, None);
 }
