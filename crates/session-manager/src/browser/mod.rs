@@ -1,7 +1,9 @@
 //! Chromium: launch with an explicit flag list, the CDP connection, the profile directory and its
 //! lock, and process hygiene (nothing of ours is ever left running).
 
+mod args;
 mod devtools_pipe;
+mod devtools_relay;
 mod launch;
 pub mod process;
 pub mod profile;
@@ -12,7 +14,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use shared_contracts::ErrorCode;
 
-pub use launch::{BrowserHandle, LaunchSettings, chromium_args};
+pub use args::chromium_args;
+pub use launch::{BrowserHandle, LaunchSettings};
 
 /// Why the browser could not be brought up or driven.
 #[derive(Debug, thiserror::Error)]
