@@ -1,7 +1,7 @@
 //! The session actor: one task owns the browser, the tab and the state machine. Commands come in
 //! over an mpsc channel, browser and page signals over another; the status goes out on a watch.
 //! What the page's signals mean and how the page is asked to act is `bridge::protocol`; the HTTP
-//! side's handle is `handle.rs`.
+//! side's handle is `handle.rs`, launching and closing the browser `lifecycle.rs`.
 
 mod handle;
 mod lifecycle;
@@ -25,6 +25,7 @@ use crate::metrics::Metrics;
 use crate::qr;
 use crate::session::{Change, Effect, Event, Failure, Session, Snapshot};
 use crate::telemetry::now_ms;
+
 use handle::Command;
 pub use handle::{ActorSettings, ConnectOutcome, SessionHandle};
 
