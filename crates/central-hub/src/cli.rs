@@ -1,7 +1,7 @@
 //! The command line: `central-hub [serve]` runs the server, `central-hub users ...` manages accounts.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use shared_contracts::Role;
+use shared_contracts::{ClienteId, Email, Role};
 
 use crate::config::{DEFAULT_DATABASE_URL, ServeArgs};
 
@@ -36,12 +36,12 @@ pub enum UsersCommand {
     /// Create a user. Without --password (or NEW_USER_PASSWORD) a strong one is generated and printed once.
     Add {
         #[arg(long)]
-        email: String,
+        email: Email,
         #[arg(long, value_enum)]
         role: RoleArg,
-        /// Required for clients: the only clienteId the user may act for.
+        /// Required for clients: the only clienteId the user may act for (a positive integer).
         #[arg(long)]
-        cliente_id: Option<u64>,
+        cliente_id: Option<ClienteId>,
         #[arg(long, env = "NEW_USER_PASSWORD", hide_env_values = true)]
         password: Option<String>,
     },
@@ -50,14 +50,14 @@ pub enum UsersCommand {
     /// Set a new password. Without --password (or NEW_USER_PASSWORD) one is generated and printed once.
     Passwd {
         #[arg(long)]
-        email: String,
+        email: Email,
         #[arg(long, env = "NEW_USER_PASSWORD", hide_env_values = true)]
         password: Option<String>,
     },
     /// Disable an account (its tokens stop working at once); --enable re-enables it.
     Disable {
         #[arg(long)]
-        email: String,
+        email: Email,
         #[arg(long)]
         enable: bool,
     },

@@ -13,6 +13,10 @@ use crate::client::ClientError;
 use crate::db::DbError;
 use crate::request_context;
 
+/// Largest request body accepted (a send is at most 4096 characters of text): the router's limit,
+/// and the one a 413 names.
+pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
+
 /// Everything a hub handler can answer besides success.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -130,7 +134,7 @@ impl IntoResponse for ApiError {
             detail: self.detail(),
             hint: self.hint(),
             request_id: request_context::current_request_id(),
-            timestamp: crate::now_rfc3339(),
+            timestamp: crate::clock::now_rfc3339(),
         };
         let mut response = (status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
@@ -155,7 +159,11 @@ impl IntoResponse for ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            return ApiError::PayloadTooLarge { limit: crate::startup::BODY_LIMIT_BYTES };
+            return ApiError::PayloadTooLarge { limit: BODY_LIMIT_BYTES };
+        }
+        // A value the newtypes refused (`to`, `message`, `email`...): their reason, naming the field.
+        if let Some(field) = shared_contracts::field_error(&rejection) {
+            return ApiError::Validation { message: field.message, detail: json!({ "field": field.field }) };
         }
         let reason = match &rejection {
             JsonRejection::MissingJsonContentType(_) => {
@@ -196,7 +204,7 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge { limit: crate::startup::BODY_LIMIT_BYTES }
+                ApiError::PayloadTooLarge { limit: BODY_LIMIT_BYTES }
             } else {
                 ApiError::validation(format!("the body could not be read: {}", rejection.body_text()))
             }
@@ -204,8 +212,11 @@ where
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self(T::default()));
         }
-        serde_json::from_slice(&bytes)
-            .map(Self)
-            .map_err(|e| ApiError::validation(format!("the body is not valid JSON for this route: {e}")))
+        shared_contracts::from_json_slice(&bytes).map(Self).map_err(|(e, field)| match field {
+            Some(field) => {
+                ApiError::Validation { message: field.message, detail: json!({ "field": field.field }) }
+            }
+            None => ApiError::validation(format!("the body is not valid JSON for this route: {e}")),
+        })
     }
 }

@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod cli;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod error;
@@ -15,6 +16,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod request_context;
 pub mod routes;
+pub mod sse;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
@@ -22,25 +24,12 @@ pub mod users_cli;
 
 use std::io::Write;
 
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
-
 pub use startup::{Application, StartupError};
-
-/// Now, as RFC 3339 UTC.
-pub fn now_rfc3339() -> String {
-    OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
-}
-
-/// reqwest is built without a default TLS provider: install ring once (a second call is a no-op).
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
 
 /// Runs the server until SIGINT/SIGTERM: logs the effective config, prints generated admin
 /// credentials once, then the `central-hub listening on http://ADDR` line on stdout.
 pub async fn run(config: config::Config) -> Result<(), StartupError> {
-    install_crypto_provider();
+    client::install_crypto_provider();
     tracing::info!(config = ?config, "effective configuration");
     let app = Application::build(config).await?;
     let mut stdout = std::io::stdout().lock();

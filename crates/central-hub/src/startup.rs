@@ -18,12 +18,10 @@ use crate::auth::{JwtKeys, UserCache, password};
 use crate::client::SessionManagerClient;
 use crate::config::Config;
 use crate::db::{AuditEntry, DbError, NewUser, Store};
+use crate::error::BODY_LIMIT_BYTES;
 use crate::feed::StatusFeed;
 use crate::metrics::Metrics;
 use crate::state::{AppState, LoginLimits};
-
-/// Largest request body accepted (a send is at most 4096 characters of text).
-pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 
 /// Email of the admin created when no user exists and `ADMIN_EMAIL` is unset.
 pub const GENERATED_ADMIN_EMAIL: &str = "admin@localhost";
@@ -223,15 +221,14 @@ async fn ensure_first_admin(store: &Store, config: &Config) -> Result<Option<Gen
         _ => (GENERATED_ADMIN_EMAIL.to_owned(), password::generate(), true),
     };
     let failed = |reason: String| StartupError::FirstAdmin { email: email.clone(), reason };
-    if !crate::users_cli::looks_like_email(&email) {
-        return Err(failed("ADMIN_EMAIL is not an email address".into()));
-    }
+    let parsed = shared_contracts::Email::parse(&email)
+        .map_err(|reason| failed(format!("ADMIN_EMAIL is not an email address: {reason}")))?;
     let hash = password::hash_blocking(password.clone())
         .await
         .map_err(|e| failed(format!("ADMIN_PASSWORD: {e}")))?;
     let user = store
         .create_user(NewUser {
-            email: email.clone(),
+            email: parsed,
             password_hash: hash,
             role: shared_contracts::Role::Admin,
             cliente_id: None,
@@ -242,7 +239,7 @@ async fn ensure_first_admin(store: &Store, config: &Config) -> Result<Option<Gen
             actor_user_id: None,
             actor_email: "central-hub".into(),
             action: "user.bootstrap-admin".into(),
-            target: Some(user.email.clone()),
+            target: Some(user.email.to_string()),
             result: "ok".into(),
             detail: Some(
                 if generated { "generated password" } else { "from ADMIN_EMAIL/ADMIN_PASSWORD" }.into(),
@@ -250,7 +247,7 @@ async fn ensure_first_admin(store: &Store, config: &Config) -> Result<Option<Gen
         })
         .await?;
     tracing::info!(email = %user.email, generated, "created the first admin");
-    Ok(generated.then_some(GeneratedAdmin { email: user.email, password }))
+    Ok(generated.then_some(GeneratedAdmin { email: user.email.into(), password }))
 }
 
 /// Says loudly, at start, when the session-manager cannot be reached (the hub still starts).

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use shared_contracts::Role;
+use shared_contracts::{Email, Role};
 
 use crate::auth::password;
 use crate::cli::{UsersArgs, UsersCommand};
@@ -16,17 +16,9 @@ pub enum UsersCliError {
     #[error("{0}")]
     Invalid(String),
     #[error("no user has the email {0}")]
-    NoSuchUser(String),
+    NoSuchUser(Email),
     #[error("could not write to stdout: {0}")]
     Io(#[from] std::io::Error),
-}
-
-/// A minimal shape check; the real proof of an address is that its owner can log in.
-pub fn looks_like_email(email: &str) -> bool {
-    let email = email.trim();
-    email.len() <= 254
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
-        && email.split_once('@').is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty())
 }
 
 pub async fn run(args: UsersArgs) -> Result<(), UsersCliError> {
@@ -39,18 +31,12 @@ pub async fn run(args: UsersArgs) -> Result<(), UsersCliError> {
 async fn execute(store: &Store, command: UsersCommand, out: &mut impl Write) -> Result<(), UsersCliError> {
     match command {
         UsersCommand::Add { email, role, cliente_id, password } => {
+            // clap parsed the email and the id (a positive integer): only the pairing is left to check.
             let role = Role::from(role);
-            if !looks_like_email(&email) {
-                return Err(UsersCliError::Invalid(format!("{email:?} is not an email address")));
-            }
-            match (role, cliente_id) {
-                (Role::Client, None) => {
-                    return Err(UsersCliError::Invalid(
-                        "a client needs --cliente-id (a positive integer)".into(),
-                    ));
-                }
-                (_, Some(0)) => return Err(UsersCliError::Invalid("--cliente-id must be positive".into())),
-                _ => {}
+            if role == Role::Client && cliente_id.is_none() {
+                return Err(UsersCliError::Invalid(
+                    "a client needs --cliente-id (a positive integer)".into(),
+                ));
             }
             let (password, generated) = password_or_generated(password);
             let hash = hash(&password).await?;
@@ -120,13 +106,13 @@ async fn hash(password: &str) -> Result<String, UsersCliError> {
     password::hash_blocking(password.to_owned()).await.map_err(|e| UsersCliError::Invalid(e.to_string()))
 }
 
-async fn audit(store: &Store, action: &str, target: &str) -> Result<(), DbError> {
+async fn audit(store: &Store, action: &str, target: &Email) -> Result<(), DbError> {
     store
         .record_audit(AuditEntry {
             actor_user_id: None,
             actor_email: "cli".into(),
             action: action.into(),
-            target: Some(crate::db::normalize_email(target)),
+            target: Some(target.to_string()),
             result: "ok".into(),
             detail: None,
         })
@@ -137,6 +123,11 @@ async fn audit(store: &Store, action: &str, target: &str) -> Result<(), DbError>
 mod tests {
     use super::*;
     use crate::cli::RoleArg;
+    use shared_contracts::ClienteId;
+
+    fn email(raw: &str) -> Email {
+        Email::parse(raw).unwrap()
+    }
 
     #[tokio::test]
     async fn users_are_added_listed_changed_and_disabled_from_the_command_line() {
@@ -144,35 +135,35 @@ mod tests {
         let store = Store::connect(&format!("sqlite://{}/hub.db", dir.path().display())).await.unwrap();
         let mut out = Vec::new();
         let add = UsersCommand::Add {
-            email: "C@x.io".into(),
+            email: email("C@x.io"),
             role: RoleArg::Client,
-            cliente_id: Some(7),
+            cliente_id: Some(ClienteId::parse("7").unwrap()),
             password: None,
         };
         execute(&store, add, &mut out).await.unwrap();
         let printed = String::from_utf8(out.clone()).unwrap();
         let generated = printed.lines().find_map(|l| l.strip_prefix("password: ")).unwrap().to_owned();
-        let user = store.find_user_by_email("c@x.io").await.unwrap().unwrap();
+        let user = store.find_user_by_email(&email("c@x.io")).await.unwrap().unwrap();
         assert!(password::verify(&generated, &user.password_hash));
 
         let no_id = UsersCommand::Add {
-            email: "d@x.io".into(),
+            email: email("d@x.io"),
             role: RoleArg::Client,
             cliente_id: None,
             password: None,
         };
         assert!(matches!(execute(&store, no_id, &mut out).await, Err(UsersCliError::Invalid(_))));
 
-        let passwd = UsersCommand::Passwd { email: "c@x.io".into(), password: Some("new password 1".into()) };
+        let passwd = UsersCommand::Passwd { email: email("c@x.io"), password: Some("new password 1".into()) };
         execute(&store, passwd, &mut out).await.unwrap();
-        let user = store.find_user_by_email("c@x.io").await.unwrap().unwrap();
+        let user = store.find_user_by_email(&email("c@x.io")).await.unwrap().unwrap();
         assert!(password::verify("new password 1", &user.password_hash));
 
-        execute(&store, UsersCommand::Disable { email: "c@x.io".into(), enable: false }, &mut out)
+        execute(&store, UsersCommand::Disable { email: email("c@x.io"), enable: false }, &mut out)
             .await
             .unwrap();
-        assert!(store.find_user_by_email("c@x.io").await.unwrap().unwrap().is_disabled());
-        let missing = UsersCommand::Disable { email: "nobody@x.io".into(), enable: false };
+        assert!(store.find_user_by_email(&email("c@x.io")).await.unwrap().unwrap().is_disabled());
+        let missing = UsersCommand::Disable { email: email("nobody@x.io"), enable: false };
         assert!(matches!(execute(&store, missing, &mut out).await, Err(UsersCliError::NoSuchUser(_))));
 
         let mut listing = Vec::new();

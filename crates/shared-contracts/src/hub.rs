@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::{ClienteId, Email};
+
 /// A user's role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -22,6 +24,7 @@ impl Role {
 /// `POST /auth/login` body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoginRequest {
+    /// As typed: the hub parses it into an [`Email`] (a string that is not one matches no account).
     pub email: String,
     pub password: String,
 }
@@ -38,8 +41,8 @@ pub struct LoginResponse {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserInfo {
     pub id: i64,
-    pub email: String,
+    pub email: Email,
     pub role: Role,
     /// Set for `client` users: the only `clienteId` they may use.
-    pub cliente_id: Option<u64>,
+    pub cliente_id: Option<ClienteId>,
 }

@@ -5,17 +5,32 @@
 //! already relies on, so they are kept as they are (including `alreadyConnected`).
 //! Domain logic does not live here: only types, their serde shape, and parsing newtypes
 //! that both sides must agree on (a phone number valid for the hub is valid for the manager).
+//! The newtypes deserialize through their `parse`, so a body that parses is valid: each service
+//! validates a value once, in its JSON extractor, and handles typed values after it.
 
+mod cliente_id;
+mod email;
 mod error;
+mod field_error;
 mod health;
 mod hub;
-mod phone;
+mod idempotency_key;
+mod message_text;
+mod newtype;
+mod phone_number;
+mod request_id;
 mod session;
 
+pub use cliente_id::ClienteId;
+pub use email::{Email, MAX_EMAIL_LEN};
 pub use error::{ErrorBody, ErrorCode};
+pub use field_error::{FieldError, field_error, from_json_slice};
 pub use health::{DatabaseCheck, HealthBody, HubChecks, HubHealth, ManagerCheck};
 pub use hub::{LoginRequest, LoginResponse, Role, UserInfo};
-pub use phone::{ClienteId, MAX_MESSAGE_CHARS, MessageText, PhoneNumber};
+pub use idempotency_key::{IdempotencyKey, MAX_IDEMPOTENCY_KEY_LEN};
+pub use message_text::{MAX_MESSAGE_CHARS, MessageText};
+pub use phone_number::PhoneNumber;
+pub use request_id::{MAX_REQUEST_ID_LEN, RequestId};
 pub use session::{
     ClearSessionResponse, ConnectResponse, DisconnectRequest, DisconnectResponse, LastError, ProfileBackup,
     QrInfo, SendRequest, SendResponse, SentMessage, SessionState, StatusBody,

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ErrorCode;
+use crate::{ClienteId, ErrorCode, MessageText, PhoneNumber};
 
 /// The state of the WhatsApp Web session, serialized in capitals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -156,15 +156,18 @@ pub struct ProfileBackup {
     pub retention: u32,
 }
 
-/// `POST /send` body, as the hub and the seeds' callers send it.
+/// `POST /send` body, as the hub and the seeds' callers send it. Each field is validated as it
+/// is deserialized: a `SendRequest` holds a positive client id, a phone number and a message that
+/// fits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SendRequest {
     /// The CRM client the message is sent for (metadata for logs and audit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cliente_id: Option<u64>,
-    /// Recipient phone number, digits with optional `+`, spaces or dashes.
-    pub to: String,
-    pub message: String,
+    pub cliente_id: Option<ClienteId>,
+    /// Recipient phone number: received as digits with optional `+`, spaces or dashes, sent on
+    /// normalized to digits.
+    pub to: PhoneNumber,
+    pub message: MessageText,
 }
 
 /// `POST /send` success body.
@@ -233,7 +236,16 @@ mod tests {
     fn send_bodies_of_the_design_round_trip() {
         let req: SendRequest =
             round_trip(json!({"cliente_id": 51, "to": "5491123456789", "message": "text"}));
-        assert_eq!(req.cliente_id, Some(51));
+        assert_eq!(req.cliente_id.map(ClienteId::get), Some(51));
+        let normalized: SendRequest =
+            serde_json::from_value(json!({"to": "+54 9 11 2345-6789", "message": "text"})).unwrap();
+        assert_eq!(normalized.to.as_str(), "5491123456789");
+        assert_eq!(normalized.cliente_id, None);
+        assert_eq!(
+            serde_json::to_value(&normalized).unwrap(),
+            json!({"to": "5491123456789", "message": "text"}),
+            "no cliente_id field when there is none"
+        );
         let resp: SendResponse = round_trip(json!({
             "success": true, "message": "Message sent",
             "data": {"message_id": "3EB0ABC", "to": "5491123456789", "timestamp": 1708876543210_i64}

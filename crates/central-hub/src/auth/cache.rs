@@ -82,7 +82,7 @@ mod tests {
     fn user(id: i64) -> Arc<User> {
         Arc::new(User {
             id,
-            email: format!("u{id}@x.io"),
+            email: shared_contracts::Email::parse(&format!("u{id}@x.io")).unwrap(),
             password_hash: String::new(),
             role: Role::Admin,
             cliente_id: None,

@@ -34,7 +34,7 @@ impl AuthUser {
         let user = &self.0;
         match user.role {
             Role::Admin => Ok(()),
-            Role::Client if user.cliente_id == Some(cliente_id.get()) => Ok(()),
+            Role::Client if user.cliente_id == Some(cliente_id) => Ok(()),
             Role::Client => Err(ApiError::Forbidden {
                 message: format!("user {} may not act for clienteId {cliente_id}", user.email),
                 hint: "Use your own clienteId, or ask an admin",
@@ -80,7 +80,7 @@ pub async fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<Arc<U
             user
         }
     };
-    crate::request_context::set_current_user(user.email.clone());
+    crate::request_context::set_current_user(user.email.to_string());
     if user.is_disabled() {
         return Err(ApiError::Forbidden {
             message: format!("the account {} is disabled", user.email),

@@ -6,7 +6,7 @@ use std::time::Duration;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use shared_contracts::Role;
+use shared_contracts::{ClienteId, Role};
 
 use crate::db::User;
 
@@ -15,7 +15,7 @@ pub struct Claims {
     /// The user's id, as a string (RFC 7519).
     pub sub: String,
     pub role: Role,
-    pub cliente_id: Option<u64>,
+    pub cliente_id: Option<ClienteId>,
     /// The account's credential version when the token was issued; a token whose `cv` is no longer
     /// the account's (password changed, account disabled) is refused. Missing in tokens of older
     /// builds: read as 0, which no account has, so those log in again.

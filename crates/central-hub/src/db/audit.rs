@@ -42,7 +42,7 @@ impl Store {
                 "insert into audit_log (at, actor_user_id, actor_email, action, target, result, detail, request_id) \
                  values ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
-            .bind(crate::now_rfc3339())
+            .bind(crate::clock::now_rfc3339())
             .bind(entry.actor_user_id)
             .bind(entry.actor_email)
             .bind(entry.action)

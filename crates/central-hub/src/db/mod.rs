@@ -15,7 +15,7 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, SqlSafeStr};
 
 pub use audit::{AuditEntry, AuditRecord};
-pub use users::{NewUser, User, normalize_email};
+pub use users::{NewUser, User};
 
 /// Every database call is bounded: a stuck database must not hang a request forever.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(10);

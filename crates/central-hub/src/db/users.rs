@@ -1,6 +1,6 @@
 //! Queries on `app_user`.
 
-use shared_contracts::{Role, UserInfo};
+use shared_contracts::{ClienteId, Email, Role, UserInfo};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -10,10 +10,10 @@ use super::{DbError, Store, bounded};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct User {
     pub id: i64,
-    pub email: String,
+    pub email: Email,
     pub password_hash: String,
     pub role: Role,
-    pub cliente_id: Option<u64>,
+    pub cliente_id: Option<ClienteId>,
     /// Bumped by every password change and disable/enable; tokens carry it (`cv`).
     pub credential_version: i64,
     /// RFC 3339, set while the account is disabled.
@@ -32,21 +32,16 @@ impl User {
     }
 }
 
-/// What it takes to create a user; the email is normalized (trimmed, lower case) by the store.
+/// What it takes to create a user (the `Email` is already normalized: trimmed, lower case).
 #[derive(Clone, Debug)]
 pub struct NewUser {
-    pub email: String,
+    pub email: Email,
     pub password_hash: String,
     pub role: Role,
-    pub cliente_id: Option<u64>,
+    pub cliente_id: Option<ClienteId>,
 }
 
 const COLUMNS: &str = "app_user_id, email, password_hash, role, cliente_id, credential_version, disabled_at, created_at, updated_at";
-
-/// Emails are compared in lower case: `Admin@X` and `admin@x` are one account.
-pub fn normalize_email(raw: &str) -> String {
-    raw.trim().to_lowercase()
-}
 
 fn user_from_row(row: &AnyRow, step: &'static str) -> Result<User, DbError> {
     let get = |e: sqlx::Error| DbError::Query { step, source: e };
@@ -58,13 +53,14 @@ fn user_from_row(row: &AnyRow, step: &'static str) -> Result<User, DbError> {
     };
     let cliente_id: Option<i64> = row.try_get("cliente_id").map_err(get)?;
     let cliente_id = cliente_id
-        .map(|id| {
-            u64::try_from(id).map_err(|_| DbError::Corrupt { step, reason: format!("cliente_id {id}") })
-        })
-        .transpose()?;
+        .map(ClienteId::try_from)
+        .transpose()
+        .map_err(|reason| DbError::Corrupt { step, reason })?;
+    let email: String = row.try_get("email").map_err(get)?;
+    let email = Email::parse(&email).map_err(|reason| DbError::Corrupt { step, reason })?;
     Ok(User {
         id: row.try_get("app_user_id").map_err(get)?,
-        email: row.try_get("email").map_err(get)?,
+        email,
         password_hash: row.try_get("password_hash").map_err(get)?,
         role,
         cliente_id,
@@ -75,9 +71,9 @@ fn user_from_row(row: &AnyRow, step: &'static str) -> Result<User, DbError> {
     })
 }
 
-fn to_i64(cliente_id: Option<u64>) -> Option<i64> {
+fn to_i64(cliente_id: Option<ClienteId>) -> Option<i64> {
     // ClienteId values come from URLs and the CLI; anything above i64::MAX cannot be stored.
-    cliente_id.map(|id| i64::try_from(id).unwrap_or(i64::MAX))
+    cliente_id.map(|id| i64::try_from(id.get()).unwrap_or(i64::MAX))
 }
 
 impl Store {
@@ -90,8 +86,8 @@ impl Store {
 
     pub async fn create_user(&self, new: NewUser) -> Result<User, DbError> {
         let step = "create a user";
-        let email = normalize_email(&new.email);
-        let now = crate::now_rfc3339();
+        let email = new.email;
+        let now = crate::clock::now_rfc3339();
         let sql = sqlx::AssertSqlSafe(format!(
             "insert into app_user (email, password_hash, role, cliente_id, disabled_at, created_at, updated_at) \
              values ($1, $2, $3, $4, null, $5, $5) returning {COLUMNS}"
@@ -99,7 +95,7 @@ impl Store {
         let result = bounded(
             step,
             sqlx::query(sql)
-                .bind(email.clone())
+                .bind(email.as_str().to_owned())
                 .bind(new.password_hash)
                 .bind(new.role.as_str())
                 .bind(to_i64(new.cliente_id))
@@ -110,17 +106,17 @@ impl Store {
         match result {
             Ok(row) => user_from_row(&row, step),
             Err(DbError::Query { source: sqlx::Error::Database(db), .. }) if db.is_unique_violation() => {
-                Err(DbError::DuplicateEmail(email))
+                Err(DbError::DuplicateEmail(email.into()))
             }
             Err(other) => Err(other),
         }
     }
 
-    pub async fn find_user_by_email(&self, email: &str) -> Result<Option<User>, DbError> {
+    pub async fn find_user_by_email(&self, email: &Email) -> Result<Option<User>, DbError> {
         let step = "look up a user by email";
         let sql = sqlx::AssertSqlSafe(format!("select {COLUMNS} from app_user where email = $1"));
-        let row =
-            bounded(step, sqlx::query(sql).bind(normalize_email(email)).fetch_optional(&self.pool)).await?;
+        let row = bounded(step, sqlx::query(sql).bind(email.as_str().to_owned()).fetch_optional(&self.pool))
+            .await?;
         row.map(|r| user_from_row(&r, step)).transpose()
     }
 
@@ -139,7 +135,7 @@ impl Store {
     }
 
     /// Replaces a user's password hash; `false` when no such user exists.
-    pub async fn set_password_hash(&self, email: &str, hash: &str) -> Result<bool, DbError> {
+    pub async fn set_password_hash(&self, email: &Email, hash: &str) -> Result<bool, DbError> {
         let step = "change a password";
         let done = bounded(
             step,
@@ -148,8 +144,8 @@ impl Store {
                  credential_version = credential_version + 1 where email = $3",
             )
             .bind(hash.to_owned())
-            .bind(crate::now_rfc3339())
-            .bind(normalize_email(email))
+            .bind(crate::clock::now_rfc3339())
+            .bind(email.as_str().to_owned())
             .execute(&self.pool),
         )
         .await?;
@@ -157,9 +153,9 @@ impl Store {
     }
 
     /// Disables (or re-enables) an account; `false` when no such user exists.
-    pub async fn set_disabled(&self, email: &str, disabled: bool) -> Result<bool, DbError> {
+    pub async fn set_disabled(&self, email: &Email, disabled: bool) -> Result<bool, DbError> {
         let step = "disable a user";
-        let now = crate::now_rfc3339();
+        let now = crate::clock::now_rfc3339();
         let disabled_at = disabled.then(|| now.clone());
         let done = bounded(
             step,
@@ -169,7 +165,7 @@ impl Store {
             )
             .bind(disabled_at)
             .bind(now)
-            .bind(normalize_email(email))
+            .bind(email.as_str().to_owned())
             .execute(&self.pool),
         )
         .await?;

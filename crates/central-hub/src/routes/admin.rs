@@ -30,11 +30,7 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn status(State(state): State<AppState>, AdminUser(_): AdminUser) -> Result<Response, ApiError> {
-    if let Some(status) = state.feed.live_status() {
-        state.metrics.status_from_cache();
-        return Ok(super::cached_status_response(&status));
-    }
-    Ok(Json(state.manager.status().await?).into_response())
+    Ok(super::json_response(super::current_status_json(&state, true).await?))
 }
 
 async fn connect(State(state): State<AppState>, AdminUser(admin): AdminUser) -> Result<Response, ApiError> {
@@ -70,7 +66,7 @@ async fn audited<T: serde::Serialize>(
 ) -> Result<Response, ApiError> {
     let entry = AuditEntry {
         actor_user_id: Some(admin.id),
-        actor_email: admin.email.clone(),
+        actor_email: admin.email.to_string(),
         action: action.to_owned(),
         target: Some(shared_contracts::ADMIN_SESSION.to_owned()),
         result: match &result {

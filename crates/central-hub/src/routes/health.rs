@@ -56,13 +56,14 @@ async fn health(
     let status = if db_ok && session_manager.ok { "ok" } else { "degraded" };
     let code = if db_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     if !detailed {
-        let body = json!({ "status": status, "service": "central-hub", "timestamp": crate::now_rfc3339() });
+        let body =
+            json!({ "status": status, "service": "central-hub", "timestamp": crate::clock::now_rfc3339() });
         return (code, Json(body)).into_response();
     }
     let body = HubHealth {
         status: status.to_owned(),
         service: "central-hub".to_owned(),
-        timestamp: crate::now_rfc3339(),
+        timestamp: crate::clock::now_rfc3339(),
         checks: HubChecks { database, session_manager },
     };
     (code, Json(body)).into_response()

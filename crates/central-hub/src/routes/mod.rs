@@ -7,11 +7,12 @@ pub mod health;
 pub mod whatsapp;
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::http::{HeaderValue, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
-use crate::feed::CachedStatus;
+use crate::feed::without_qr;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -33,10 +34,17 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     ApiError::MethodNotAllowed { method: method.to_string(), path: uri.path().to_owned() }
 }
 
-/// A status from the event stream, answered as the JSON serialized when it arrived (no per-poll
-/// serialization; the body is a reference-counted `Bytes`).
-pub(crate) fn cached_status_response(status: &CachedStatus) -> Response {
-    json_response(status.json.clone())
+/// The session's status as JSON, with its QR only when `with_qr` (admins): from the event stream's
+/// cache when the stream is live (the JSON serialized when it arrived, a reference-counted `Bytes`:
+/// no per-poll serialization), else asked of the manager.
+pub(crate) async fn current_status_json(state: &AppState, with_qr: bool) -> Result<Bytes, ApiError> {
+    if let Some(status) = state.feed.live_status() {
+        state.metrics.status_from_cache();
+        return Ok(if with_qr { status.json.clone() } else { status.public_json.clone() });
+    }
+    let body = state.manager.status().await?;
+    let body = if with_qr { body } else { without_qr(&body) };
+    serde_json::to_vec(&body).map(Bytes::from).map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 pub(crate) fn json_response(body: impl Into<axum::body::Body>) -> Response {

@@ -10,13 +10,12 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use shared_contracts::{
-    ClienteId, IDEMPOTENCY_KEY_HEADER, MessageText, PhoneNumber, QrInfo, Role, SendRequest,
+    ClienteId, IDEMPOTENCY_KEY_HEADER, IdempotencyKey, MessageText, PhoneNumber, QrInfo, Role, SendRequest,
 };
 
 use crate::auth::AuthUser;
 use crate::client::IDEMPOTENT_REPLAYED_HEADER;
 use crate::error::{ApiError, AppJson};
-use crate::feed::without_qr;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -43,15 +42,7 @@ async fn status(
     Path(raw): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = authorize(&user, &raw)?;
-    let admin = user.0.role == Role::Admin;
-    if let Some(status) = state.feed.live_status() {
-        state.metrics.status_from_cache();
-        let json = if admin { &status.json } else { &status.public_json };
-        return Ok(super::json_response(with_cliente_id(json, id)));
-    }
-    let body = state.manager.status().await?;
-    let body = if admin { body } else { without_qr(&body) };
-    let json = serde_json::to_vec(&body).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let json = super::current_status_json(&state, user.0.role == Role::Admin).await?;
     Ok(super::json_response(with_cliente_id(&json, id)))
 }
 
@@ -83,14 +74,15 @@ async fn qr_code(
                    GET /api/whatsapp/{clienteId}/status tells you when it is ready to send",
         });
     }
-    Ok(Json(state.manager.qr_code(Some(id.get())).await?))
+    Ok(Json(state.manager.qr_code(Some(id)).await?))
 }
 
-/// The send body as callers write it; validated into `PhoneNumber` and `MessageText`.
+/// The send body as callers write it, validated as it is deserialized (a bad `to` or `message`
+/// is a 400 naming the field, from the extractor).
 #[derive(Debug, Deserialize)]
 struct SendBody {
-    to: String,
-    message: String,
+    to: PhoneNumber,
+    message: MessageText,
 }
 
 async fn send(
@@ -101,18 +93,11 @@ async fn send(
     AppJson(body): AppJson<SendBody>,
 ) -> Result<Response, ApiError> {
     let id = authorize(&user, &raw)?;
-    let to = PhoneNumber::parse(&body.to)
-        .map_err(|message| ApiError::Validation { message, detail: json!({ "field": "to" }) })?;
-    let message = MessageText::parse(body.message)
-        .map_err(|message| ApiError::Validation { message, detail: json!({ "field": "message" }) })?;
-    let idempotency_key = match headers.get(IDEMPOTENCY_KEY_HEADER) {
-        None => None,
-        Some(value) => {
-            Some(value.to_str().ok().filter(|k| !k.is_empty() && k.len() <= 200).ok_or_else(|| {
-                ApiError::validation("Idempotency-Key must be 1 to 200 printable characters")
-            })?)
-        }
-    };
+    let idempotency_key = headers
+        .get(IDEMPOTENCY_KEY_HEADER)
+        .map(|value| IdempotencyKey::parse(value.as_bytes()))
+        .transpose()
+        .map_err(|message| ApiError::Validation { message, detail: json!({ "field": "Idempotency-Key" }) })?;
     // One tenant cannot use up the session's send budget: each caller has its own.
     let caller = match user.0.role {
         Role::Client => format!("cliente:{}", id.get()),
@@ -128,12 +113,8 @@ async fn send(
             retry_after_secs,
         });
     }
-    let request = SendRequest {
-        cliente_id: Some(id.get()),
-        to: to.as_str().to_owned(),
-        message: message.as_str().to_owned(),
-    };
-    let (answer, replayed) = state.manager.send_message(&request, idempotency_key).await?;
+    let request = SendRequest { cliente_id: Some(id), to: body.to, message: body.message };
+    let (answer, replayed) = state.manager.send_message(&request, idempotency_key.as_ref()).await?;
     let mut response = Json(answer).into_response();
     if let Some(value) = replayed {
         // The manager answered from its idempotency journal: say so, as it did.

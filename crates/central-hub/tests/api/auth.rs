@@ -6,8 +6,10 @@ use central_hub::auth::{Claims, JwtKeys};
 use serde_json::json;
 use shared_contracts::{Role, SessionState};
 
-use crate::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, spawn_app, spawn_app_with, status_and_json};
-use crate::manager_double::{ManagerDouble, Mode};
+use crate::helpers::{
+    ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, email, spawn_app, spawn_app_with, status_and_json,
+};
+use manager_double::{ManagerDouble, Mode};
 
 const ADMIN_STATUS: &str = "/api/admin/whatsapp/status";
 
@@ -16,7 +18,7 @@ fn claims(sub: i64, role: Role, cliente_id: Option<u64>, exp_offset: i64) -> Cla
     Claims {
         sub: sub.to_string(),
         role,
-        cliente_id,
+        cliente_id: cliente_id.map(|id| shared_contracts::ClienteId::try_from(id).unwrap()),
         cv: 1,
         iat: now,
         exp: now.saturating_add_signed(exp_offset),
@@ -36,7 +38,7 @@ async fn assert_unauthorized(response: reqwest::Response, why: &str) -> String {
 async fn tokens_that_are_missing_forged_expired_or_unsigned_get_401() {
     let manager = ManagerDouble::spawn(Mode::Normal).await;
     let app = spawn_app(&manager.url).await;
-    let admin = app.state.store.find_user_by_email(ADMIN_EMAIL).await.unwrap().unwrap();
+    let admin = app.state.store.find_user_by_email(&email(ADMIN_EMAIL)).await.unwrap().unwrap();
 
     assert_unauthorized(app.get(ADMIN_STATUS, None).await, "no token").await;
     let bad_scheme = app.http.get(format!("{}{ADMIN_STATUS}", app.url)).header("authorization", "Basic x");
@@ -101,7 +103,7 @@ async fn roles_client_ids_and_disabled_accounts_get_403() {
     }
 
     // With AUTH_CACHE_TTL_MS=0, disabling locks the account out at once, existing token included.
-    assert!(app.state.store.set_disabled("client7@test.io", true).await.unwrap());
+    assert!(app.state.store.set_disabled(&email("client7@test.io"), true).await.unwrap());
     let (status, body) = status_and_json(app.get("/api/whatsapp/7/status", Some(&client)).await).await;
     assert_eq!(
         (status, body["code"].as_str()),
@@ -136,7 +138,7 @@ async fn a_disable_reaches_a_hub_with_a_user_cache_within_its_ttl() {
     cached.add_user("c9@test.io", "client password 9", Role::Client, Some(9)).await;
     let token = cached.token("c9@test.io", "client password 9").await;
     assert_eq!(cached.get("/api/whatsapp/9/status", Some(&token)).await.status(), 200);
-    assert!(cached.state.store.set_disabled("c9@test.io", true).await.unwrap());
+    assert!(cached.state.store.set_disabled(&email("c9@test.io"), true).await.unwrap());
     assert_eq!(
         cached.get("/api/whatsapp/9/status", Some(&token)).await.status(),
         200,
@@ -149,13 +151,13 @@ async fn a_disable_reaches_a_hub_with_a_user_cache_within_its_ttl() {
     app.add_user("c9@test.io", "client password 9", Role::Client, Some(9)).await;
     let token = app.token("c9@test.io", "client password 9").await;
     assert_eq!(app.get("/api/whatsapp/9/status", Some(&token)).await.status(), 200);
-    assert!(app.state.store.set_disabled("c9@test.io", true).await.unwrap());
+    assert!(app.state.store.set_disabled(&email("c9@test.io"), true).await.unwrap());
     let body = status_within_deadline(&app, "/api/whatsapp/9/status", &token, 403).await;
     assert_eq!(body["code"], "FORBIDDEN", "{body}");
     assert!(body["error"].as_str().unwrap().contains("disabled"), "{body}");
     // Re-enabling reaches it the same way; the tokens issued before the disable stay revoked
     // (it bumped the credential version), so the user logs in again.
-    assert!(app.state.store.set_disabled("c9@test.io", false).await.unwrap());
+    assert!(app.state.store.set_disabled(&email("c9@test.io"), false).await.unwrap());
     let body = status_within_deadline(&app, "/api/whatsapp/9/status", &token, 401).await;
     assert!(body["error"].as_str().unwrap().contains("log in again"), "{body}");
     let token = app.token("c9@test.io", "client password 9").await;
@@ -245,6 +247,14 @@ async fn login_answers_a_token_for_the_right_password_and_401_for_a_wrong_one() 
 
     assert_unauthorized(app.login(ADMIN_EMAIL, "wrong password").await, "wrong password").await;
     assert_unauthorized(app.login("nobody@test.io", "wrong password").await, "unknown user").await;
+    assert_unauthorized(app.login("not an email", "wrong password").await, "no account has a non-address")
+        .await;
+    let (status, body) = status_and_json(app.login("a\u{1b}@test.io", "any password").await).await;
+    assert_eq!(
+        (status, body["detail"]["field"].as_str()),
+        (400, Some("email")),
+        "a control character: {body}"
+    );
     app.stop().await;
 }
 

@@ -25,7 +25,7 @@ fn hub_command_of(bin: &str, database_url: &str, manager_url: &str) -> Command {
         .env("CENTRAL_HUB_PORT", "0")
         .env("DATABASE_URL", database_url)
         .env("SESSION_MANAGER_URL", manager_url)
-        .env("SESSION_MANAGER_TOKEN", crate::manager_double::MANAGER_TOKEN)
+        .env("SESSION_MANAGER_TOKEN", manager_double::MANAGER_TOKEN)
         .env("RUST_LOG", "warn");
     command
 }

@@ -11,7 +11,7 @@ use central_hub::config::{Config, ServeArgs};
 use central_hub::db::{NewUser, User};
 use central_hub::state::AppState;
 use serde_json::{Value, json};
-use shared_contracts::Role;
+use shared_contracts::{ClienteId, Email, Role};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -28,7 +28,7 @@ static TRACING: LazyLock<()> = LazyLock::new(|| {
 
 /// A plain HTTP client for tests (reqwest is built without a default TLS provider).
 pub fn http_client() -> reqwest::Client {
-    central_hub::install_crypto_provider();
+    central_hub::client::install_crypto_provider();
     reqwest::Client::new()
 }
 
@@ -38,7 +38,7 @@ pub fn serve_args(manager_url: &str, database_url: &str) -> ServeArgs {
         port: 0,
         database_url: database_url.into(),
         session_manager_url: manager_url.into(),
-        session_manager_token: Some(crate::manager_double::MANAGER_TOKEN.into()),
+        session_manager_token: Some(manager_double::MANAGER_TOKEN.into()),
         session_manager_connect_timeout_ms: 2_000,
         session_manager_timeout_ms: 5_000,
         session_manager_retries: 2,
@@ -111,7 +111,12 @@ impl TestApp {
         let password_hash = password::hash(password).expect("hash");
         self.state
             .store
-            .create_user(NewUser { email: email.into(), password_hash, role, cliente_id })
+            .create_user(NewUser {
+                email: email.parse().expect("an email"),
+                password_hash,
+                role,
+                cliente_id: cliente_id.map(|id| ClienteId::try_from(id).expect("a positive cliente_id")),
+            })
             .await
             .expect("create user")
     }
@@ -182,4 +187,9 @@ pub async fn dead_url() -> String {
     let addr = listener.local_addr().expect("addr");
     drop(listener);
     format!("http://{addr}")
+}
+
+/// A test's email literal as the store takes it.
+pub fn email(raw: &str) -> Email {
+    Email::parse(raw).expect("an email")
 }

@@ -7,7 +7,6 @@
 mod auth;
 mod binary;
 mod helpers;
-mod manager_double;
 mod routing;
 mod security;
 mod store;

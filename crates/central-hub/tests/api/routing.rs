@@ -1,13 +1,15 @@
 //! Admin and client routes through to the manager double, the status fan-out, and HTTP hygiene.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
+use central_hub::sse::{SseEvent, SseParser};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use shared_contracts::{Role, SessionState};
+use shared_contracts::{ClienteId, Role, SessionState};
 
 use crate::helpers::{spawn_app, spawn_app_with, status_and_json, wait_until};
-use crate::manager_double::{MANAGER_TOKEN, ManagerDouble, Mode};
+use manager_double::{MANAGER_TOKEN, ManagerDouble, Mode};
 
 #[tokio::test]
 async fn admin_actions_reach_the_manager_and_are_audited() {
@@ -90,8 +92,8 @@ async fn a_send_is_validated_then_forwarded_with_its_keys() {
     assert_eq!(reply["data"]["message_id"], "3EB0DOUBLE");
     let sends = manager.sends();
     assert_eq!(sends.len(), 1);
-    assert_eq!(sends[0].body.to, "5491123456789", "the number is normalized before forwarding");
-    assert_eq!(sends[0].body.cliente_id, Some(51));
+    assert_eq!(sends[0].body.to.as_str(), "5491123456789", "the number is normalized before forwarding");
+    assert_eq!(sends[0].body.cliente_id.map(ClienteId::get), Some(51));
     assert_eq!(sends[0].idempotency_key.as_deref(), Some("order-1234"));
     assert_eq!(sends[0].request_id.as_deref(), Some("req-abc-1"));
     assert_eq!(sends[0].cliente_id_header.as_deref(), Some("51"));
@@ -100,6 +102,41 @@ async fn a_send_is_validated_then_forwarded_with_its_keys() {
         Some(format!("Bearer {MANAGER_TOKEN}").as_str()),
         "SESSION_MANAGER_TOKEN is sent as a bearer token"
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_idempotency_key_or_client_id_in_the_body_is_refused_by_the_hub_naming_it() {
+    let manager = ManagerDouble::spawn(Mode::Normal).await;
+    manager.set_state(SessionState::Ready);
+    let app = spawn_app(&manager.url).await;
+    let token = app.admin_token().await;
+    for key in ["   ", &"k".repeat(201), "clé"] {
+        let response = app
+            .http
+            .post(format!("{}/api/whatsapp/51/send", app.url))
+            .bearer_auth(&token)
+            .header("idempotency-key", key.as_bytes())
+            .json(&json!({"to": "5491123456789", "message": "hola"}))
+            .send()
+            .await
+            .unwrap();
+        let (status, reply) = status_and_json(response).await;
+        assert_eq!((status, reply["code"].as_str()), (400, Some("VALIDATION_ERROR")), "{key:?}: {reply}");
+        assert_eq!(reply["detail"]["field"], "Idempotency-Key", "{reply}");
+        assert!(reply["error"].as_str().unwrap().contains("1 to 200 visible ASCII"), "{reply}");
+    }
+    let (status, reply) = status_and_json(
+        app.post("/api/whatsapp/51/send", Some(&token), json!({"to": 5491123456789_u64, "message": "hola"}))
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (status, reply["detail"]["field"].as_str()),
+        (400, Some("to")),
+        "a number is not a phone string: {reply}"
+    );
+    assert_eq!(manager.count("POST /send"), 0, "refused sends never reach the manager");
     app.stop().await;
 }
 
@@ -194,21 +231,20 @@ async fn without_a_live_stream_status_is_asked_directly() {
     app.stop().await;
 }
 
-/// Reads SSE events from `response` until one named `name` satisfies `accept`.
+/// Reads SSE events from `body` until one named `name` satisfies `accept` (events completed by
+/// earlier chunks wait in `pending`).
 async fn next_event(
     body: &mut (impl futures_util::Stream<Item = reqwest::Result<axum::body::Bytes>> + Unpin),
-    buffer: &mut String,
+    parser: &mut SseParser,
+    pending: &mut VecDeque<SseEvent>,
     name: &str,
     accept: impl Fn(&Value) -> bool,
 ) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        while let Some(end) = buffer.find("\n\n") {
-            let block: String = buffer.drain(..end + 2).collect();
-            let event = block.lines().find_map(|l| l.strip_prefix("event: ")).unwrap_or("");
-            let data = block.lines().find_map(|l| l.strip_prefix("data: ")).unwrap_or("");
-            if event == name {
-                let value: Value = serde_json::from_str(data).unwrap();
+        while let Some(event) = pending.pop_front() {
+            if event.name == name {
+                let value: Value = serde_json::from_str(&event.data).unwrap();
                 if accept(&value) {
                     return value;
                 }
@@ -219,7 +255,7 @@ async fn next_event(
             .unwrap_or_else(|_| panic!("no `{name}` event within 10 s"))
             .expect("the stream stays open")
             .unwrap();
-        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        pending.extend(parser.push(&chunk));
     }
 }
 
@@ -235,12 +271,13 @@ async fn the_admin_event_stream_relays_status_changes() {
     assert_eq!(response.status(), 200);
     assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
     let mut body = response.bytes_stream();
-    let mut buffer = String::new();
-    let upstream = next_event(&mut body, &mut buffer, "upstream", |_| true).await;
+    let (mut parser, mut pending) = (SseParser::default(), VecDeque::new());
+    let upstream = next_event(&mut body, &mut parser, &mut pending, "upstream", |_| true).await;
     assert_eq!(upstream, json!({"connected": true, "url": manager.url}));
-    next_event(&mut body, &mut buffer, "status", |s| s["state"] == "CONNECTING").await;
+    next_event(&mut body, &mut parser, &mut pending, "status", |s| s["state"] == "CONNECTING").await;
     manager.set_state(SessionState::QrRequired);
-    let status = next_event(&mut body, &mut buffer, "status", |s| s["state"] == "QR_REQUIRED").await;
+    let status =
+        next_event(&mut body, &mut parser, &mut pending, "status", |s| s["state"] == "QR_REQUIRED").await;
     assert!(status["qr"]["base64"].as_str().unwrap().starts_with("data:image/png;base64,"));
     // An open event stream must not keep the hub from stopping.
     app.stop().await;

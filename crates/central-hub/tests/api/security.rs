@@ -7,8 +7,10 @@ use serde_json::json;
 use shared_contracts::{Role, SessionState};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, spawn_app, spawn_app_with, status_and_json};
-use crate::manager_double::{ManagerDouble, Mode};
+use crate::helpers::{
+    ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, email, spawn_app, spawn_app_with, status_and_json,
+};
+use manager_double::{ManagerDouble, Mode};
 
 /// The QR links the company's one WhatsApp account: a client sees the state, never the QR.
 #[tokio::test]
@@ -213,15 +215,15 @@ async fn a_password_change_or_disable_invalidates_issued_tokens() {
     let old = app.token("client7@test.io", "client password 7").await;
     assert_eq!(app.get("/api/whatsapp/7/status", Some(&old)).await.status(), 200);
     let hash = central_hub::auth::password::hash("new password 77").unwrap();
-    assert!(app.state.store.set_password_hash("client7@test.io", &hash).await.unwrap());
+    assert!(app.state.store.set_password_hash(&email("client7@test.io"), &hash).await.unwrap());
     let (status, body) = status_and_json(app.get("/api/whatsapp/7/status", Some(&old)).await).await;
     assert_eq!((status, body["code"].as_str()), (401, Some("UNAUTHORIZED")), "{body}");
     assert!(body["error"].as_str().unwrap().contains("log in again"), "{body}");
 
     let fresh = app.token("client7@test.io", "new password 77").await;
     assert_eq!(app.get("/api/whatsapp/7/status", Some(&fresh)).await.status(), 200);
-    assert!(app.state.store.set_disabled("client7@test.io", true).await.unwrap());
-    assert!(app.state.store.set_disabled("client7@test.io", false).await.unwrap());
+    assert!(app.state.store.set_disabled(&email("client7@test.io"), true).await.unwrap());
+    assert!(app.state.store.set_disabled(&email("client7@test.io"), false).await.unwrap());
     assert_eq!(app.get("/api/whatsapp/7/status", Some(&fresh)).await.status(), 401, "disable revokes");
     app.stop().await;
 }

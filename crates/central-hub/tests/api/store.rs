@@ -9,16 +9,24 @@ use std::panic::AssertUnwindSafe;
 use central_hub::auth::password;
 use central_hub::db::{AuditEntry, DbError, NewUser, Store};
 use futures_util::FutureExt;
-use shared_contracts::Role;
+use shared_contracts::{ClienteId, Email, Role};
 use sqlx::Connection;
 
 use crate::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, spawn_app_with, status_and_json};
-use crate::manager_double::{ManagerDouble, Mode};
+use manager_double::{ManagerDouble, Mode};
 
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 fn postgres_url() -> String {
     std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned())
+}
+
+fn email(raw: &str) -> Email {
+    Email::parse(raw).unwrap()
+}
+
+fn cliente(id: u64) -> ClienteId {
+    ClienteId::try_from(id).unwrap()
 }
 
 /// What every backend must do.
@@ -27,29 +35,29 @@ async fn store_contract(store: &Store) {
     let hash = password::hash("first password").unwrap();
     let admin = store
         .create_user(NewUser {
-            email: " Boss@Example.com ".into(),
+            email: email(" Boss@Example.com "),
             password_hash: hash.clone(),
             role: Role::Admin,
             cliente_id: None,
         })
         .await
         .unwrap();
-    assert_eq!(admin.email, "boss@example.com", "emails are stored trimmed and in lower case");
+    assert_eq!(admin.email.as_str(), "boss@example.com", "emails are stored trimmed and in lower case");
     assert!(!admin.is_disabled());
     let client = store
         .create_user(NewUser {
-            email: "c@example.com".into(),
+            email: email("c@example.com"),
             password_hash: hash.clone(),
             role: Role::Client,
-            cliente_id: Some(51),
+            cliente_id: Some(cliente(51)),
         })
         .await
         .unwrap();
-    assert_eq!(client.cliente_id, Some(51));
+    assert_eq!(client.cliente_id, Some(cliente(51)));
 
     let duplicate = store
         .create_user(NewUser {
-            email: "BOSS@example.com".into(),
+            email: email("BOSS@example.com"),
             password_hash: hash.clone(),
             role: Role::Admin,
             cliente_id: None,
@@ -61,7 +69,7 @@ async fn store_contract(store: &Store) {
     );
     let clientless = store
         .create_user(NewUser {
-            email: "x@example.com".into(),
+            email: email("x@example.com"),
             password_hash: hash,
             role: Role::Client,
             cliente_id: None,
@@ -70,31 +78,31 @@ async fn store_contract(store: &Store) {
     assert!(clientless.is_err(), "a client without cliente_id is refused by the schema");
 
     assert_eq!(store.find_user(client.id).await.unwrap(), Some(client.clone()));
-    assert_eq!(store.find_user_by_email("C@EXAMPLE.COM").await.unwrap(), Some(client.clone()));
-    assert_eq!(store.find_user_by_email("nobody@example.com").await.unwrap(), None);
-    let emails: Vec<String> = store.list_users().await.unwrap().into_iter().map(|u| u.email).collect();
+    assert_eq!(store.find_user_by_email(&email("C@EXAMPLE.COM")).await.unwrap(), Some(client.clone()));
+    assert_eq!(store.find_user_by_email(&email("nobody@example.com")).await.unwrap(), None);
+    let emails: Vec<String> = store.list_users().await.unwrap().into_iter().map(|u| u.email.into()).collect();
     assert_eq!(emails, ["boss@example.com", "c@example.com"]);
 
     let new_hash = password::hash("second password").unwrap();
-    assert!(store.set_password_hash("c@example.com", &new_hash).await.unwrap());
-    assert!(!store.set_password_hash("nobody@example.com", &new_hash).await.unwrap());
+    assert!(store.set_password_hash(&email("c@example.com"), &new_hash).await.unwrap());
+    assert!(!store.set_password_hash(&email("nobody@example.com"), &new_hash).await.unwrap());
     let changed = store.find_user(client.id).await.unwrap().unwrap();
     assert!(password::verify("second password", &changed.password_hash));
     assert_eq!(client.credential_version, 1, "a new account starts at version 1");
     assert_eq!(changed.credential_version, 2, "a password change bumps the credential version");
 
-    assert!(store.set_disabled("c@example.com", true).await.unwrap());
+    assert!(store.set_disabled(&email("c@example.com"), true).await.unwrap());
     let disabled = store.find_user(client.id).await.unwrap().unwrap();
     assert!(disabled.is_disabled());
     assert_eq!(disabled.credential_version, 3, "a disable bumps it too");
-    assert!(store.set_disabled("c@example.com", false).await.unwrap());
+    assert!(store.set_disabled(&email("c@example.com"), false).await.unwrap());
     assert!(!store.find_user(client.id).await.unwrap().unwrap().is_disabled());
 
     for (action, result) in [("whatsapp.connect", "ok"), ("whatsapp.send", "SESSION_NOT_READY")] {
         store
             .record_audit(AuditEntry {
                 actor_user_id: Some(admin.id),
-                actor_email: admin.email.clone(),
+                actor_email: admin.email.to_string(),
                 action: action.into(),
                 target: Some("admin".into()),
                 result: result.into(),

@@ -9,7 +9,7 @@ use serde_json::json;
 use shared_contracts::{ErrorCode, SessionState};
 
 use crate::helpers::{dead_url, serve_args, spawn_app, spawn_app_with, status_and_json, wait_until};
-use crate::manager_double::{ManagerDouble, Mode, RATE_LIMIT_ME};
+use manager_double::{ManagerDouble, Mode, RATE_LIMIT_ME};
 
 #[tokio::test]
 async fn a_manager_where_nothing_listens_is_named_in_health_and_in_a_502() {

@@ -180,10 +180,15 @@ where
     }
 }
 
-/// A body `Json` refused: too large for [`BODY_LIMIT_BYTES`] (413), or not the JSON expected (400).
+/// A body `Json` refused: too large for [`BODY_LIMIT_BYTES`] (413), or not the JSON expected (400,
+/// naming the field when a value was refused by its type).
 fn rejected(rejection: JsonRejection) -> Error {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         return Error::PayloadTooLarge { limit: BODY_LIMIT_BYTES };
+    }
+    // A value the newtypes refused (`to`, `message`, `cliente_id`): their reason, naming the field.
+    if let Some(field) = shared_contracts::field_error(&rejection) {
+        return Error::Validation { message: field.message, detail: json!({ "field": field.field }) };
     }
     Error::Validation { message: rejection.body_text(), detail: json!({ "body": "invalid JSON" }) }
 }

@@ -9,14 +9,13 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use shared_contracts::{
-    IDEMPOTENCY_KEY_HEADER, MessageText, PhoneNumber, SendRequest, SendResponse, SessionState,
+    ClienteId, IDEMPOTENCY_KEY_HEADER, IdempotencyKey, SendRequest, SendResponse, SessionState,
 };
 
 use super::{AppJson, AppState};
 use crate::error::Error;
 use crate::idempotency::{self, Scope, Ticket};
 
-const IDEMPOTENCY_KEY_MAX_LEN: usize = 200;
 /// Set on an answer that was given before (by an earlier or a concurrent request with the key).
 pub const IDEMPOTENT_REPLAYED_HEADER: &str = "idempotent-replayed";
 
@@ -25,16 +24,15 @@ pub async fn send(
     headers: HeaderMap,
     AppJson(request): AppJson<SendRequest>,
 ) -> Result<Response, Error> {
-    let to = PhoneNumber::parse(&request.to)
-        .map_err(|e| Error::Validation { message: e, detail: json!({ "field": "to" }) })?;
-    let text = MessageText::parse(request.message)
-        .map_err(|e| Error::Validation { message: e, detail: json!({ "field": "message" }) })?;
+    // The extractor validated the body: `to` is a phone number, `message` fits, `cliente_id` is positive.
+    let SendRequest { cliente_id, to, message: text } = request;
+    let cliente_id = cliente_id.map(ClienteId::get);
     let key = idempotency_key(&headers)?;
-    tracing::info!(to = %to, cliente_id = ?request.cliente_id, idempotency_key = ?key, "send requested");
+    tracing::info!(to = %to, cliente_id = ?cliente_id, idempotency_key = ?key, "send requested");
 
     let keyed = key.map(|key| {
-        let fingerprint = idempotency::fingerprint(request.cliente_id, to.as_str(), text.as_str());
-        (Scope { cliente_id: request.cliente_id, key }, fingerprint)
+        let fingerprint = idempotency::fingerprint(cliente_id, to.as_str(), text.as_str());
+        (Scope { cliente_id, key: key.into() }, fingerprint)
     });
     let store = state.idempotency.clone();
     // Refusals before the page is asked (429, 409) return early: nothing to replay, no slot taken.
@@ -70,16 +68,10 @@ pub async fn send(
     Ok(response)
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Error> {
-    let Some(value) = headers.get(IDEMPOTENCY_KEY_HEADER) else { return Ok(None) };
-    let key = value.to_str().ok().map(str::trim).unwrap_or("");
-    if key.is_empty() || key.len() > IDEMPOTENCY_KEY_MAX_LEN {
-        return Err(Error::Validation {
-            message: format!(
-                "Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX_LEN} visible ASCII characters"
-            ),
-            detail: json!({ "field": "Idempotency-Key" }),
-        });
-    }
-    Ok(Some(key.to_owned()))
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, Error> {
+    headers
+        .get(IDEMPOTENCY_KEY_HEADER)
+        .map(|value| IdempotencyKey::parse(value.as_bytes()))
+        .transpose()
+        .map_err(|message| Error::Validation { message, detail: json!({ "field": "Idempotency-Key" }) })
 }

@@ -99,6 +99,23 @@ async fn send_validates_the_body_before_the_state() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["code"], "VALIDATION_ERROR");
     assert_eq!(body["detail"]["field"], "to");
+    assert!(
+        body["error"].as_str().unwrap_or_default().contains("contains 'a'"),
+        "the phone's reason: {body}"
+    );
+    // Each value is refused by its type as the body is read, naming the field.
+    for (json, field) in [
+        (r#"{"to":"5491123456789","message":"  "}"#, "message"),
+        (r#"{"cliente_id":0,"to":"5491123456789","message":"hi"}"#, "cliente_id"),
+    ] {
+        let (status, _, body) = call(&app, post_json("/send", json)).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("VALIDATION_ERROR")),
+            "{json}"
+        );
+        assert_eq!(body["detail"]["field"], field, "{body}");
+    }
     let (status, _, body) = call(&app, post_json("/send", "{not json")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["code"], "VALIDATION_ERROR");

@@ -1,9 +1,8 @@
 //! A contract double of the session-manager's HTTP API, for hub-level tests and the benchmark:
 //! `/status`, `/events` (SSE of full StatusBody), `/connect`, `/disconnect`, `/clear-session`,
 //! `/send`, `/qr-code`, counting every request (`GET /__double/counts`). It is not a session-manager:
-//! the real end-to-end tests use the real one.
-
-#![allow(dead_code)]
+//! the real end-to-end tests use the real one. The `manager-double` binary (`main.rs`) runs it as a
+//! process for `scripts/bench-central-hub`.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -20,8 +19,8 @@ use axum::{Json, Router};
 use futures_util::stream::{self, Stream};
 use serde_json::{Value, json};
 use shared_contracts::{
-    ClearSessionResponse, ConnectResponse, DisconnectResponse, ErrorBody, ErrorCode, QrInfo, SendRequest,
-    SendResponse, SentMessage, SessionState, StatusBody,
+    ClearSessionResponse, ClienteId, ConnectResponse, DisconnectResponse, ErrorBody, ErrorCode, MessageText,
+    PhoneNumber, QrInfo, SendRequest, SendResponse, SentMessage, SessionState, StatusBody,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -59,7 +58,7 @@ pub struct ReceivedSend {
 }
 
 /// An idempotency journal: (cliente_id, Idempotency-Key) -> the request (to, message) and its answer.
-type Journal = BTreeMap<(Option<u64>, String), ((String, String), SendResponse)>;
+type Journal = BTreeMap<(Option<ClienteId>, String), ((PhoneNumber, MessageText), SendResponse)>;
 
 #[derive(Default)]
 struct Shared {
@@ -285,7 +284,7 @@ async fn send(State(s): State<DoubleState>, headers: HeaderMap, Json(body): Json
         cliente_id_header: header("x-cliente-id"),
         authorization: header("authorization"),
     });
-    if body.message == RATE_LIMIT_ME {
+    if body.message.as_str() == RATE_LIMIT_ME {
         let mut response =
             error(StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited, "too many sends", json!({}));
         response.headers_mut().insert("retry-after", axum::http::HeaderValue::from(7));
@@ -322,7 +321,7 @@ async fn send(State(s): State<DoubleState>, headers: HeaderMap, Json(body): Json
         message: "Message sent".into(),
         data: SentMessage {
             message_id: "3EB0DOUBLE".into(),
-            to: body.to.clone(),
+            to: body.to.to_string(),
             timestamp: 1_708_876_543_210,
         },
     };

@@ -1,17 +1,20 @@
-//! Newtypes validated at the border: once parsed, trusted everywhere.
+//! `PhoneNumber`: a recipient in international format, normalized to digits at the border.
 
-use std::fmt;
+use serde::Deserialize;
 
-/// The longest message the gateway accepts, in characters.
-pub const MAX_MESSAGE_CHARS: usize = 4096;
+use crate::newtype::string_newtype;
 
 /// A recipient number in international format, digits only (`5491123456789`).
 ///
 /// Accepts what CRMs send: an optional leading `+`, and spaces, dashes, dots or parentheses
 /// between digits. Rejects letters, too few or too many digits (E.164 allows 15), and a leading 0
-/// (a national number without its country code).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// (a national number without its country code). Deserializes from such a string (a JSON body
+/// with a bad number is refused by the extractor, naming the field); serializes to the digits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "String")]
 pub struct PhoneNumber(String);
+
+string_newtype!(PhoneNumber);
 
 impl PhoneNumber {
     pub fn parse(raw: &str) -> Result<Self, String> {
@@ -48,71 +51,20 @@ impl PhoneNumber {
         }
         Ok(Self(digits))
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl fmt::Display for PhoneNumber {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+impl TryFrom<String> for PhoneNumber {
+    type Error = String;
 
-impl AsRef<str> for PhoneNumber {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-/// The text of a message: not blank, at most [`MAX_MESSAGE_CHARS`] characters.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct MessageText(String);
-
-impl MessageText {
-    pub fn parse(raw: String) -> Result<Self, String> {
-        if raw.trim().is_empty() {
-            return Err("message is empty".to_owned());
-        }
-        let chars = raw.chars().count();
-        if chars > MAX_MESSAGE_CHARS {
-            return Err(format!("message has {chars} characters: at most {MAX_MESSAGE_CHARS} are accepted"));
-        }
-        Ok(Self(raw))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// A CRM client's id as it appears in `/api/whatsapp/:clienteId/...`: a positive integer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ClienteId(u64);
-
-impl ClienteId {
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        match raw.parse::<u64>() {
-            Ok(id) if id > 0 => Ok(Self(id)),
-            _ => Err(format!("clienteId {raw:?} is not a positive integer")),
-        }
-    }
-
-    pub fn get(self) -> u64 {
-        self.0
-    }
-}
-
-impl fmt::Display for ClienteId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
+    fn try_from(raw: String) -> Result<Self, String> {
+        Self::parse(&raw)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn phone_numbers_as_crms_write_them_are_normalized_to_digits() {
@@ -143,20 +95,17 @@ mod tests {
     }
 
     #[test]
-    fn messages_must_have_text_and_fit_the_limit() {
-        assert!(MessageText::parse("hola".into()).is_ok());
-        assert!(MessageText::parse("  \n".into()).is_err());
-        assert!(MessageText::parse("x".repeat(MAX_MESSAGE_CHARS)).is_ok());
-        assert!(MessageText::parse("x".repeat(MAX_MESSAGE_CHARS + 1)).is_err());
-        // The limit counts characters, not bytes.
-        assert!(MessageText::parse("ñ".repeat(MAX_MESSAGE_CHARS)).is_ok());
-    }
-
-    #[test]
-    fn cliente_ids_are_positive_integers() {
-        assert_eq!(ClienteId::parse("51").unwrap().get(), 51);
-        for bad in ["0", "-1", "abc", "1.5", ""] {
-            assert!(ClienteId::parse(bad).is_err(), "{bad}");
-        }
+    fn a_phone_number_deserializes_normalized_and_serializes_as_its_digits() {
+        let phone: PhoneNumber = serde_json::from_value(json!("+54 9 11 2345-6789")).unwrap();
+        assert_eq!(phone.as_str(), "5491123456789");
+        assert_eq!(serde_json::to_value(&phone).unwrap(), json!("5491123456789"));
+        let again: PhoneNumber = serde_json::from_value(serde_json::to_value(&phone).unwrap()).unwrap();
+        assert_eq!(again, phone);
+        let err = serde_json::from_value::<PhoneNumber>(json!("abc")).unwrap_err().to_string();
+        assert!(err.contains("contains 'a'"), "{err}");
+        assert!(
+            serde_json::from_value::<PhoneNumber>(json!(5491123456789_u64)).is_err(),
+            "a number is not a string"
+        );
     }
 }

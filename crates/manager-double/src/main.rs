@@ -1,4 +1,4 @@
-//! The session-manager contract double of the hub's tests, as a process, for
+//! `manager-double`: the session-manager contract double of the hub's tests, as a process, for
 //! `scripts/bench-central-hub`. Not a session-manager: it answers the HTTP contract from memory.
 //!
 //! `MANAGER_DOUBLE_PORT` (default 0), `MANAGER_DOUBLE_MODE` (`normal` or `no-events`: no `/events`,
@@ -6,9 +6,6 @@
 //! `qr`: QR_REQUIRED with a QR data URL of `MANAGER_DOUBLE_QR_BYTES`, default 6000, like a real
 //! PNG's). Prints `manager-double listening on http://ADDR`;
 //! `GET /__double/counts` answers the requests received per route.
-
-#[path = "../tests/api/manager_double.rs"]
-mod manager_double;
 
 use std::io::Write;
 
