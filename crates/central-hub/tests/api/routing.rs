@@ -106,7 +106,7 @@ async fn a_send_is_validated_then_forwarded_with_its_keys() {
 }
 
 #[tokio::test]
-async fn a_bad_idempotency_key_or_client_id_in_the_body_is_refused_by_the_hub_naming_it() {
+async fn a_bad_idempotency_key_or_a_numeric_phone_is_refused_by_the_hub_naming_the_field() {
     let manager = ManagerDouble::spawn(Mode::Normal).await;
     manager.set_state(SessionState::Ready);
     let app = spawn_app(&manager.url).await;
