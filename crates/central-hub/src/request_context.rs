@@ -2,4 +2,4 @@
 //! with the session-manager; this module names it for the hub's code (error bodies, the audit
 //! log, the manager client, the auth extractor).
 
-pub use service_kit::request::{RequestContext, current_request_id, set_current_user};
+pub use service_kit::request::{current_request_id, set_current_user};
