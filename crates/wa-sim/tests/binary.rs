@@ -2,19 +2,34 @@
 //! codes), and SIGTERM stops it cleanly.
 
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// Kills the simulator if the test ends early (a failed assertion), so no process outlives it.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
 
 #[test]
 fn logs_to_a_pipe_have_no_colour_codes_and_sigterm_stops_the_simulator() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wa-sim"))
-        .args(["--port", "0"])
-        .env_remove("RUST_LOG")
-        .env_remove("LOG_FORMAT")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("wa-sim starts");
+    let mut running = Running(
+        Command::new(env!("CARGO_BIN_EXE_wa-sim"))
+            .args(["--port", "0"])
+            .env_remove("RUST_LOG")
+            .env_remove("LOG_FORMAT")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("wa-sim starts"),
+    );
+    let child = &mut running.0;
     let mut line = String::new();
     BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("a line on stdout");
     assert!(line.starts_with("wa-sim listening on http://127.0.0.1:"), "{line}");
@@ -26,10 +41,7 @@ fn logs_to_a_pipe_have_no_colour_codes_and_sigterm_stops_the_simulator() {
         if let Some(status) = child.try_wait().expect("wait") {
             break status;
         }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("wa-sim still running 10 s after SIGTERM");
-        }
+        assert!(Instant::now() < deadline, "wa-sim still running 10 s after SIGTERM");
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "{status}");
