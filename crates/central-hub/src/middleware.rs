@@ -6,12 +6,11 @@
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, Method};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
-use shared_contracts::REQUEST_ID_HEADER;
+use service_kit::RequestContext;
 
-use crate::request_context::{RequestContext, accept_request_id};
 use crate::state::AppState;
 
 /// Health checks and metrics scrapes: polled constantly, logged at DEBUG whatever they answer.
@@ -26,33 +25,21 @@ fn is_status_poll(route: &str) -> bool {
     matches!(route, "/api/admin/whatsapp/status" | "/api/whatsapp/{cliente_id}/status")
 }
 
-/// A random (v4) UUID from the thread's generator: no system call per request.
-fn new_request_id() -> String {
-    uuid::Builder::from_random_bytes(rand::random()).into_uuid().to_string()
-}
-
 pub async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let request_id = request
-        .headers()
-        .get(REQUEST_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(accept_request_id)
-        .unwrap_or_else(new_request_id);
+    let context = RequestContext::from_headers(request.headers());
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let context = RequestContext::new(request_id.clone());
-    let user = context.user.clone();
 
-    let mut response = context.scope(next.run(request)).await;
+    let mut response = context.clone().scope(next.run(request)).await;
 
     let status = response.status().as_u16();
     let latency_ms = started.elapsed().as_millis() as u64;
-    let user = user.get().map_or("-", String::as_str);
+    let (request_id, user) = (&context.request_id, context.user.get().map_or("-", String::as_str));
     state.metrics.request(&route, crate::metrics::method_label(&method), status);
     if is_probe(&route) || (is_status_poll(&route) && method == Method::GET && status < 400) {
         tracing::debug!(%request_id, %method, %path, %route, status, latency_ms, user, "request");
@@ -61,8 +48,6 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
     } else {
         tracing::info!(%request_id, %method, %path, %route, status, latency_ms, user, "request");
     }
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert(REQUEST_ID_HEADER, value);
-    }
+    context.stamp(&mut response);
     response
 }

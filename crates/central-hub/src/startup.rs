@@ -8,6 +8,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, header};
+use service_kit::ServeOptions;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -40,8 +41,6 @@ pub enum StartupError {
     Client(#[from] reqwest::Error),
     #[error("could not listen on {addr}: {source} (is another process using CENTRAL_HUB_PORT?)")]
     Bind { addr: String, source: std::io::Error },
-    #[error("the server stopped with an error: {0}")]
-    Serve(std::io::Error),
 }
 
 /// Credentials generated for the first admin, to be shown once.
@@ -114,78 +113,22 @@ impl Application {
             tracing::info!("shutting down: draining requests");
             cancel.cancel();
         };
-        let served = serve(self.listener, self.router, signal).await;
+        service_kit::serve(self.listener, self.router, SERVE_OPTIONS, signal).await;
         self.state.shutdown.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.feed_task).await;
         self.state.store.close().await;
-        served.map_err(StartupError::Serve)
+        Ok(())
     }
 }
 
-/// A request's headers must arrive within this time, and a kept-alive connection waiting for its
-/// next request is closed after it: a client that opens connections and sends half a request
-/// cannot hold them (and the hub's memory) open.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// A request body must arrive within this time once its headers are in.
-pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// How long a stop waits for open connections to finish.
-const DRAIN_LIMIT: Duration = Duration::from_secs(8);
-
-/// Accepts HTTP/1 connections with a header-read (and keep-alive idle) timeout until `signal`
-/// resolves, then stops accepting and lets open connections finish (bounded by `DRAIN_LIMIT`).
-async fn serve(
-    listener: TcpListener,
-    router: Router,
-    signal: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), std::io::Error> {
-    use hyper_util::rt::{TokioIo, TokioTimer};
-    use tower::ServiceExt;
-
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).keep_alive(true);
-    tokio::pin!(signal);
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = &mut signal => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of file descriptors and the like: pause rather than spin.
-                    tracing::warn!(error.message = %e, "could not accept a connection");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        let router = router.clone();
-        let service =
-            hyper::service::service_fn(move |mut request: axum::http::Request<hyper::body::Incoming>| {
-                request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
-                let request = request.map(|body| {
-                    axum::body::Body::new(tower_http::timeout::TimeoutBody::new(BODY_READ_TIMEOUT, body))
-                });
-                router.clone().oneshot(request)
-            });
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(%peer, error.message = %e, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(DRAIN_LIMIT, graceful.shutdown()).await.is_err() {
-        tracing::warn!(
-            "some connections were still open {} s after the stop: closing them",
-            DRAIN_LIMIT.as_secs()
-        );
-    }
-    Ok(())
-}
+/// The accept loop's timeouts. A request's headers must arrive within 15 s (and a kept-alive
+/// connection waiting for its next request is closed after it), a body within 30 s once its headers
+/// are in; a stop waits up to 8 s for open connections to finish.
+pub const SERVE_OPTIONS: ServeOptions = ServeOptions {
+    header_read_timeout: Duration::from_secs(15),
+    body_read_timeout: Duration::from_secs(30),
+    drain_limit: Duration::from_secs(8),
+};
 
 /// The router with every layer: request context and log, security headers, body limit.
 pub fn app(state: AppState) -> Router {

@@ -179,7 +179,7 @@ impl Error {
             code: self.code(),
             detail: self.detail(),
             hint: self.hint(),
-            request_id: telemetry::current_request_id(),
+            request_id: service_kit::current_request_id(),
             timestamp: telemetry::now_rfc3339(),
         }
     }
@@ -235,8 +235,8 @@ mod tests {
 
     #[tokio::test]
     async fn the_request_id_of_the_task_is_in_the_body() {
-        let (_, _, body) = telemetry::REQUEST_ID
-            .scope("req-42".to_owned(), render(Error::validation("to: bad number")))
+        let (_, _, body) = service_kit::RequestContext::new("req-42".to_owned())
+            .scope(render(Error::validation("to: bad number")))
             .await;
         assert_eq!(body.request_id.as_deref(), Some("req-42"));
         assert_eq!(body.code, ErrorCode::ValidationError);

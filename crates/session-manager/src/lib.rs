@@ -19,6 +19,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use service_kit::ServeOptions;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -29,11 +30,14 @@ use crate::config::{AutoConnect, Config};
 use crate::idempotency::Idempotency;
 use crate::routes::{AppState, RateLimiter};
 
-/// How long in-flight requests may take to finish at shutdown.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-/// How long a connection may take to send a request's headers, and may stay idle between
-/// requests, before it is closed (against connections that hold a worker and a socket forever).
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The accept loop's timeouts: a connection has 10 s to send a request's headers and may stay idle
+/// that long between requests (against connections that hold a worker and a socket forever), 30 s
+/// for a body once its headers are in; in-flight requests get 10 s to finish at shutdown.
+pub const SERVE_OPTIONS: ServeOptions = ServeOptions {
+    header_read_timeout: Duration::from_secs(10),
+    body_read_timeout: Duration::from_secs(30),
+    drain_limit: Duration::from_secs(10),
+};
 
 /// Why the manager could not start.
 #[derive(Debug, thiserror::Error)]
@@ -144,84 +148,16 @@ impl Application {
         }
         let app = routes::router(self.state.clone());
         let shutdown_tx = self.shutdown_tx;
-        let (stopped_tx, mut stopped_rx) = watch::channel(false);
-        let server = serve(self.listener, app, async move {
+        service_kit::serve(self.listener, app, SERVE_OPTIONS, async move {
             shutdown.await;
             tracing::info!("shutting down: no new requests");
             let _ = shutdown_tx.send(true);
-            let _ = stopped_tx.send(true);
-        });
-        let served = tokio::select! {
-            served = server => served.map_err(StartError::Serve),
-            // Requests still running after the grace period are dropped.
-            _ = async {
-                let _ = stopped_rx.wait_for(|s| *s).await;
-                tokio::time::sleep(SHUTDOWN_GRACE).await;
-            } => {
-                tracing::warn!("in-flight requests did not finish within {SHUTDOWN_GRACE:?}");
-                Ok(())
-            }
-        };
+        })
+        .await;
         session.shutdown().await;
         tracing::info!("session-manager stopped");
-        served
+        Ok(())
     }
-}
-
-/// Serves HTTP/1.1 connections until `shutdown` completes, then lets the open ones finish. Each
-/// connection has [`HEADER_READ_TIMEOUT`] to send its headers and to stay idle between requests.
-async fn serve(
-    listener: TcpListener,
-    app: axum::Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    use hyper_util::rt::{TokioIo, TokioTimer};
-    use hyper_util::service::TowerToHyperService;
-
-    let (stop_tx, stop_rx) = watch::channel(false);
-    // Every connection task holds a receiver; `closed()` resolves once all are gone.
-    let (open_tx, open_rx) = watch::channel(());
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait a little rather than spin.
-                    tracing::warn!(error = %e, "accepting a connection failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
-        let mut stop = stop_rx.clone();
-        let open = open_rx.clone();
-        tokio::spawn(async move {
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
-            let mut conn = std::pin::pin!(builder.serve_connection(TokioIo::new(stream), service));
-            tokio::select! {
-                served = conn.as_mut() => {
-                    if let Err(e) = served {
-                        tracing::debug!(error = %e, "connection closed");
-                    }
-                }
-                () = async { let _ = stop.wait_for(|stop| *stop).await; } => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
-            drop(open);
-        });
-    }
-    drop(listener);
-    let _ = stop_tx.send(true);
-    drop(open_rx);
-    open_tx.closed().await;
-    Ok(())
 }
 
 /// Builds the application, prints the listening line, serves until SIGTERM/SIGINT.
@@ -231,20 +167,5 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     println!("session-manager listening on http://{addr}");
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    app.run_until(shutdown_signal()).await
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+    app.run_until(service_kit::shutdown_signal()).await
 }

@@ -15,6 +15,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use axum::Router;
+use service_kit::ServeOptions;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -24,8 +25,16 @@ pub use error::SimError;
 pub use routes::router;
 pub use state::{AppState, PageCommand, PageReport, RecordedMessage};
 
-/// How long `SimHandle::shutdown` waits for in-flight requests before dropping the server.
+/// How long a stop waits for in-flight requests before it returns.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// The accept loop's timeouts: headers within 15 s (and idle kept-alive connections closed after
+/// that), a body within 30 s; a stop waits up to [`SHUTDOWN_GRACE`] for open requests.
+const SERVE_OPTIONS: ServeOptions = ServeOptions {
+    header_read_timeout: Duration::from_secs(15),
+    body_read_timeout: Duration::from_secs(30),
+    drain_limit: SHUTDOWN_GRACE,
+};
 
 /// The whole application for `config` (fresh state), e.g. for `tower::ServiceExt::oneshot`.
 pub fn app(config: SimConfig) -> Router {
@@ -38,22 +47,21 @@ pub async fn serve(
     listener: TcpListener,
     config: SimConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> io::Result<()> {
+) {
     let state = AppState::new(config);
     let app = router(state.clone());
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            state.disconnect_all();
-        })
-        .await
+    service_kit::serve(listener, app, SERVE_OPTIONS, async move {
+        shutdown.await;
+        state.disconnect_all();
+    })
+    .await;
 }
 
 /// A simulator running in the current tokio runtime.
 pub struct SimHandle {
     addr: SocketAddr,
     stop: oneshot::Sender<()>,
-    task: JoinHandle<io::Result<()>>,
+    task: JoinHandle<()>,
 }
 
 /// Starts the simulator on `127.0.0.1:config.port` (0 picks a free port) in a background task.
@@ -77,14 +85,10 @@ impl SimHandle {
         self.addr
     }
 
-    /// Stops accepting, lets in-flight requests finish (up to a few seconds), then drops the server.
+    /// Stops accepting, lets in-flight requests finish (up to [`SHUTDOWN_GRACE`]), then returns.
     pub async fn shutdown(self) {
         let _ = self.stop.send(());
-        let mut task = self.task;
-        if tokio::time::timeout(SHUTDOWN_GRACE, &mut task).await.is_err() {
-            tracing::warn!("wa-sim did not stop within {SHUTDOWN_GRACE:?}; aborting it");
-            task.abort();
-        }
+        let _ = self.task.await;
     }
 }
 
@@ -95,29 +99,6 @@ pub async fn run(config: SimConfig, host: IpAddr) -> io::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(?config, %addr, "wa-sim starting");
     println!("wa-sim listening on http://{addr}");
-    serve(listener, config, shutdown_signal()).await
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for SIGINT");
-            std::future::pending::<()>().await;
-        }
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => tracing::info!("SIGINT received, shutting down"),
-        () = terminate => tracing::info!("SIGTERM received, shutting down"),
-    }
+    serve(listener, config, service_kit::shutdown_signal()).await;
+    Ok(())
 }

@@ -43,7 +43,7 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    init_tracing();
+    service_kit::telemetry::init("info");
     let cli = Cli::parse();
     let config = SimConfig {
         port: cli.port,
@@ -57,15 +57,4 @@ async fn main() -> std::io::Result<()> {
         allow_headless_ua: cli.allow_headless_ua,
     };
     wa_sim::run(config, cli.host).await
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if std::env::var("LOG_FORMAT").is_ok_and(|f| f == "json") {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
 }

@@ -1,5 +1,5 @@
 //! The admin web page, embedded in the binary: `/` and `/admin/` serve the page, `/admin/assets/*`
-//! its module script, labels, stylesheet and icon. Plain HTML, CSS and JavaScript modules: nothing
+//! its JavaScript modules (the entry `app.js` and what it imports), stylesheet and icon. Plain HTML, CSS and JavaScript modules: nothing
 //! to build and nothing else to install. Every asset carries an `ETag` and `Cache-Control: no-cache`,
 //! so a browser revalidates (a cheap 304) and never runs a script older than the page.
 
@@ -21,33 +21,37 @@ struct Asset {
     body: &'static str,
 }
 
-const INDEX: Asset = Asset {
-    name: "index.html",
-    content_type: "text/html; charset=utf-8",
-    body: include_str!("../../assets/admin/index.html"),
-};
+/// An asset of `assets/admin/`, embedded under its file name.
+macro_rules! asset {
+    ($name:literal, $content_type:expr) => {
+        Asset {
+            name: $name,
+            content_type: $content_type,
+            body: include_str!(concat!("../../assets/admin/", $name)),
+        }
+    };
+}
 
-const ASSETS: [Asset; 4] = [
-    Asset {
-        name: "app.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_str!("../../assets/admin/app.js"),
-    },
-    Asset {
-        name: "i18n.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_str!("../../assets/admin/i18n.js"),
-    },
-    Asset {
-        name: "style.css",
-        content_type: "text/css; charset=utf-8",
-        body: include_str!("../../assets/admin/style.css"),
-    },
-    Asset {
-        name: "icon.svg",
-        content_type: "image/svg+xml",
-        body: include_str!("../../assets/admin/icon.svg"),
-    },
+const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
+
+const INDEX: Asset = asset!("index.html", "text/html; charset=utf-8");
+
+/// Everything under `/admin/assets/`: the entry module `app.js`, the modules it imports (one job
+/// each, named in their first line), the labels, the stylesheet and the icon.
+const ASSETS: [Asset; 13] = [
+    asset!("app.js", JAVASCRIPT),
+    asset!("i18n.js", JAVASCRIPT),
+    asset!("state.js", JAVASCRIPT),
+    asset!("api.js", JAVASCRIPT),
+    asset!("live.js", JAVASCRIPT),
+    asset!("session.js", JAVASCRIPT),
+    asset!("banners.js", JAVASCRIPT),
+    asset!("section-status.js", JAVASCRIPT),
+    asset!("section-qr.js", JAVASCRIPT),
+    asset!("section-actions.js", JAVASCRIPT),
+    asset!("section-send.js", JAVASCRIPT),
+    asset!("style.css", "text/css; charset=utf-8"),
+    asset!("icon.svg", "image/svg+xml"),
 ];
 
 /// Revalidate on every use: the ETag makes that a 304 without a body.
@@ -165,6 +169,57 @@ mod tests {
         assert!(body.contains("NOT_FOUND"), "{body}");
     }
 
+    fn asset_named(name: &str) -> &'static Asset {
+        ASSETS.iter().find(|asset| asset.name == name).unwrap_or_else(|| panic!("{name} is embedded"))
+    }
+
+    fn modules() -> impl Iterator<Item = &'static Asset> {
+        ASSETS.iter().filter(|asset| asset.content_type == JAVASCRIPT)
+    }
+
+    /// The `./name.js` files a module imports (`import ... from "./name.js";`).
+    fn imports(module: &Asset) -> Vec<&'static str> {
+        module
+            .body
+            .lines()
+            .filter(|line| line.starts_with("import "))
+            .filter_map(|line| line.split(" from \"./").nth(1)?.split('"').next())
+            .collect()
+    }
+
+    #[test]
+    fn every_module_is_embedded_reached_from_the_entry_and_says_what_it_is_for() {
+        let mut reached = BTreeSet::from(["app.js"]);
+        let mut queue = vec!["app.js"];
+        while let Some(name) = queue.pop() {
+            let module = asset_named(name);
+            for import in imports(module) {
+                assert!(
+                    modules().any(|asset| asset.name == import),
+                    "{name} imports ./{import}, which is not in ASSETS (so the page would get a 404)"
+                );
+                if reached.insert(import) {
+                    queue.push(import);
+                }
+            }
+        }
+        assert!(reached.len() >= 10, "the entry reaches {reached:?}");
+        for module in modules() {
+            assert!(reached.contains(module.name), "{} is embedded but nothing imports it", module.name);
+            assert!(module.body.starts_with("// "), "{} starts with a comment saying its job", module.name);
+        }
+    }
+
+    #[tokio::test]
+    async fn every_module_is_served_as_javascript() {
+        for module in modules() {
+            let (status, headers, body) = get(&format!("/admin/assets/{}", module.name), None).await;
+            assert_eq!(status, StatusCode::OK, "{}", module.name);
+            assert_eq!(headers[header::CONTENT_TYPE], JAVASCRIPT, "{}", module.name);
+            assert_eq!(body, module.body, "{}", module.name);
+        }
+    }
+
     /// The quoted keys of one language table in i18n.js (`    "key": "text",` lines).
     fn table_keys(table: &str) -> BTreeSet<&str> {
         table
@@ -175,7 +230,7 @@ mod tests {
 
     #[test]
     fn both_languages_have_every_label_the_page_uses() {
-        let i18n = ASSETS[1].body;
+        let i18n = asset_named("i18n.js").body;
         let (es, en) = i18n.split_once("\n  en: {").expect("an `en` table after the `es` one");
         let (es, en) = (table_keys(es), table_keys(en));
         assert!(es.len() > 40, "parsed only {} Spanish labels", es.len());
@@ -187,15 +242,21 @@ mod tests {
                 used.insert(part.split('"').next().unwrap_or_default());
             }
         }
-        // Every string literal of app.js shaped like a label key (`group.name`, lowercase).
+        // Every string literal of the modules shaped like a label key (`group.name`, lowercase).
         let groups: BTreeSet<&str> = es.iter().filter_map(|key| key.split('.').next()).collect();
-        for literal in ASSETS[0].body.split('"') {
-            let shaped = literal.contains('.')
-                && literal.chars().all(|c| c.is_ascii_lowercase() || c == '.' || c == '_');
-            if shaped && literal.split('.').next().is_some_and(|group| groups.contains(group)) {
-                used.insert(literal);
+        for module in modules().filter(|asset| asset.name != "i18n.js") {
+            for literal in module.body.split('"') {
+                let shaped = literal.contains('.')
+                    && literal.chars().all(|c| c.is_ascii_lowercase() || c == '.' || c == '_');
+                if shaped && literal.split('.').next().is_some_and(|group| groups.contains(group)) {
+                    used.insert(literal);
+                }
             }
         }
+        assert!(
+            used.contains("qr.expires_in") && used.contains("send.sent"),
+            "labels of the sections are seen"
+        );
         let missing: Vec<_> = used.iter().filter(|key| !es.contains(*key)).collect();
         assert!(missing.is_empty(), "labels used but not defined: {missing:?}");
         for label in

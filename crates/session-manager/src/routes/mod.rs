@@ -13,12 +13,12 @@ use std::time::Instant;
 use axum::Router;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
-use shared_contracts::REQUEST_ID_HEADER;
+use service_kit::RequestContext;
 use tokio::sync::watch;
 use tracing::Instrument;
 
@@ -26,7 +26,6 @@ use crate::actor::SessionHandle;
 use crate::config::bare_host;
 use crate::error::Error;
 use crate::idempotency::Idempotency;
-use crate::telemetry::REQUEST_ID;
 
 pub use limit::RateLimiter;
 
@@ -82,22 +81,15 @@ async fn method_not_allowed(request: Request) -> Error {
 
 /// Keeps or creates `X-Request-ID`, makes it available to error bodies, and logs the request.
 async fn request_context(request: Request, next: Next) -> Response {
-    let id = request
-        .headers()
-        .get(REQUEST_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let context = RequestContext::from_headers(request.headers());
     let cliente_id = request
         .headers()
         .get(shared_contracts::CLIENTE_ID_HEADER)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+        .unwrap_or("");
     let span = tracing::info_span!(
         "request",
-        request_id = %id,
+        request_id = %context.request_id,
         method = %request.method(),
         path = %request.uri().path(),
         cliente_id = %cliente_id,
@@ -106,10 +98,8 @@ async fn request_context(request: Request, next: Next) -> Response {
     let routine = request.method() == axum::http::Method::GET
         && matches!(request.uri().path(), "/status" | "/health" | "/metrics" | "/qr-code");
     let started = Instant::now();
-    let mut response = REQUEST_ID.scope(id.clone(), next.run(request)).instrument(span.clone()).await;
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(REQUEST_ID_HEADER, value);
-    }
+    let mut response = context.clone().scope(next.run(request)).instrument(span.clone()).await;
+    context.stamp(&mut response);
     let status = response.status().as_u16();
     let latency_ms = started.elapsed().as_millis() as u64;
     span.in_scope(|| {

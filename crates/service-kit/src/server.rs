@@ -1,0 +1,219 @@
+//! The accept loop every service runs (axum's `serve` sets no header-read timeout: hyper needs a
+//! timer for it), and the stop signal.
+//!
+//! A connection must send a request's headers within `header_read_timeout` (and a kept-alive one
+//! waiting for its next request is closed after it), and a body within `body_read_timeout` once its
+//! headers are in: a client that opens connections and sends half a request cannot hold them (and
+//! the service's memory) open. At the stop, accepting ends and open connections get `drain_limit`
+//! to finish their requests.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+use tower_http::timeout::TimeoutBody;
+
+/// The timeouts of [`serve`].
+#[derive(Debug, Clone, Copy)]
+pub struct ServeOptions {
+    /// A request's headers must arrive within this time; an idle kept-alive connection is closed after it.
+    pub header_read_timeout: Duration,
+    /// A request body must arrive within this time once its headers are in.
+    pub body_read_timeout: Duration,
+    /// How long a stop waits for open connections to finish before it returns anyway.
+    pub drain_limit: Duration,
+}
+
+/// A failed `accept` (out of file descriptors and the like) pauses the loop this long rather than spin.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+/// Serves HTTP/1 connections on `listener` until `signal` resolves, then stops accepting and lets
+/// open connections finish (bounded by `options.drain_limit`). Each request carries the peer's
+/// address as `ConnectInfo<SocketAddr>`.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    options: ServeOptions,
+    signal: impl Future<Output = ()> + Send + 'static,
+) {
+    let graceful = GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(options.header_read_timeout).keep_alive(true);
+    tokio::pin!(signal);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut signal => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error.message = %e, "could not accept a connection");
+                    tokio::time::sleep(ACCEPT_RETRY).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let body_read_timeout = options.body_read_timeout;
+        let service = hyper::service::service_fn(move |request: axum::http::Request<Incoming>| {
+            let mut request =
+                request.map(|body| axum::body::Body::new(TimeoutBody::new(body_read_timeout, body)));
+            request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+            router.clone().oneshot(request)
+        });
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%peer, error.message = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(options.drain_limit, graceful.shutdown()).await.is_err() {
+        tracing::warn!(
+            "some connections were still open {} s after the stop: closing them",
+            options.drain_limit.as_secs()
+        );
+    }
+}
+
+/// Resolves at the first SIGINT or SIGTERM (logging which). If a signal cannot be listened for,
+/// that is logged and the other still works.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error.message = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error.message = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => tracing::info!("SIGINT received: stopping"),
+        () = terminate => tracing::info!("SIGTERM received: stopping"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use axum::routing::get;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    use tokio::sync::oneshot;
+
+    use super::*;
+
+    const OPTIONS: ServeOptions = ServeOptions {
+        header_read_timeout: Duration::from_millis(300),
+        body_read_timeout: Duration::from_millis(300),
+        drain_limit: Duration::from_secs(2),
+    };
+
+    async fn start(router: Router) -> (SocketAddr, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+        let addr = listener.local_addr().expect("bound");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve(listener, router, OPTIONS, async move {
+            let _ = stopped.await;
+        }));
+        (addr, stop, task)
+    }
+
+    /// Reads until the server closes the connection (or 5 s pass) and returns what came.
+    async fn read_to_close(stream: &mut TcpStream) -> String {
+        let mut seen = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut seen)).await;
+        String::from_utf8_lossy(&seen).into_owned()
+    }
+
+    #[tokio::test]
+    async fn requests_are_served_with_the_peer_address() {
+        let router = Router::new().route(
+            "/peer",
+            get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.ip().to_string() }),
+        );
+        let (addr, stop, task) = start(router).await;
+        let mut stream = TcpStream::connect(addr).await.expect("connects");
+        stream.write_all(b"GET /peer HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await.expect("sent");
+        let answer = read_to_close(&mut stream).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with("127.0.0.1"), "{answer}");
+        let _ = stop.send(());
+        tokio::time::timeout(Duration::from_secs(5), task).await.expect("stops").expect("no panic");
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_never_finishes_its_headers_is_closed() {
+        let (addr, _stop, _task) = start(Router::new().route("/", get(|| async { "hi" }))).await;
+        let mut stream = TcpStream::connect(addr).await.expect("connects");
+        stream.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n").await.expect("sent half");
+        let started = Instant::now();
+        let answer = read_to_close(&mut stream).await;
+        assert!(started.elapsed() < Duration::from_secs(4), "closed after {:?}", started.elapsed());
+        assert!(!answer.contains("200 OK"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn a_body_that_stalls_is_cut_off() {
+        let router = Router::new().route("/echo", axum::routing::post(|body: String| async move { body }));
+        let (addr, _stop, _task) = start(router).await;
+        let mut stream = TcpStream::connect(addr).await.expect("connects");
+        stream
+            .write_all(b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nabc")
+            .await
+            .expect("sent part of the body");
+        let started = Instant::now();
+        let answer = read_to_close(&mut stream).await;
+        assert!(started.elapsed() < Duration::from_secs(4), "answered after {:?}", started.elapsed());
+        assert!(!answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn a_stop_lets_the_request_in_flight_finish_and_refuses_new_connections() {
+        let (entered_tx, entered_rx) = oneshot::channel::<()>();
+        let entered = std::sync::Mutex::new(Some(entered_tx));
+        let entered = std::sync::Arc::new(entered);
+        let router = Router::new().route(
+            "/slow",
+            get(move || {
+                let entered = entered.clone();
+                async move {
+                    if let Some(tx) = entered.lock().expect("not poisoned").take() {
+                        let _ = tx.send(());
+                    }
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    "done"
+                }
+            }),
+        );
+        let (addr, stop, task) = start(router).await;
+        let mut stream = TcpStream::connect(addr).await.expect("connects");
+        stream.write_all(b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n").await.expect("sent");
+        entered_rx.await.expect("the handler started");
+        let _ = stop.send(());
+        let answer = read_to_close(&mut stream).await;
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("done"), "{answer}");
+        tokio::time::timeout(Duration::from_secs(5), task).await.expect("stops").expect("no panic");
+        assert!(TcpStream::connect(addr).await.is_err(), "the listener is closed after the stop");
+    }
+}
