@@ -7,11 +7,11 @@ use std::sync::{Arc, OnceLock};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::Response;
 
-/// The header carrying the request id, in and out (the same name as `shared_contracts::REQUEST_ID_HEADER`).
-pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+/// The header carrying the request id, in and out (`shared_contracts::REQUEST_ID_HEADER` as a typed name).
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static(shared_contracts::REQUEST_ID_HEADER);
 
 /// Longest request id kept from a caller.
-pub const MAX_REQUEST_ID_LEN: usize = 128;
+pub use shared_contracts::MAX_REQUEST_ID_LEN;
 
 /// What the current request carries: its id and, once the auth step knows it, who made it.
 #[derive(Clone, Debug)]
@@ -70,7 +70,7 @@ pub fn set_current_user(user: String) {
 
 /// A request id received from outside is kept only if it is short printable ASCII.
 pub fn is_acceptable_request_id(raw: &str) -> bool {
-    !raw.is_empty() && raw.len() <= MAX_REQUEST_ID_LEN && raw.bytes().all(|b| b.is_ascii_graphic())
+    shared_contracts::RequestId::is_acceptable(raw)
 }
 
 /// A random (v4) UUID from the thread's generator: no system call per request.

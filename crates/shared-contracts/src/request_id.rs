@@ -18,8 +18,14 @@ pub struct RequestId(String);
 string_newtype!(RequestId);
 
 impl RequestId {
+    /// The one rule for a caller's request id, also applied without allocating by the services'
+    /// request middleware (`service-kit`).
+    pub fn is_acceptable(raw: &str) -> bool {
+        !raw.is_empty() && raw.len() <= MAX_REQUEST_ID_LEN && raw.bytes().all(|b| b.is_ascii_graphic())
+    }
+
     pub fn parse(raw: &str) -> Result<Self, String> {
-        if raw.is_empty() || raw.len() > MAX_REQUEST_ID_LEN || !raw.bytes().all(|b| b.is_ascii_graphic()) {
+        if !Self::is_acceptable(raw) {
             return Err(format!(
                 "a request id must be 1 to {MAX_REQUEST_ID_LEN} visible ASCII characters without spaces"
             ));
