@@ -2,7 +2,12 @@
 //! per request with user, route, status and latency (at DEBUG for probes and successful status
 //! polls, which arrive thousands of times a second; at INFO or WARN for everything else), and the
 //! request counters.
+//!
+//! Per request it allocates only the request id: the route is axum's shared `MatchedPath`, the
+//! path is kept as the request's `Uri` (a reference count) and formatted only if a log line is
+//! written at the level enabled, and the counters are atomics (`metrics.rs`).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -11,8 +16,8 @@ use axum::middleware::Next;
 use axum::response::Response;
 use shared_contracts::REQUEST_ID_HEADER;
 
+use crate::metrics::Metrics;
 use crate::request_context::{RequestContext, accept_request_id};
-use crate::state::AppState;
 
 /// Health checks and metrics scrapes: polled constantly, logged at DEBUG whatever they answer.
 fn is_probe(route: &str) -> bool {
@@ -31,7 +36,7 @@ fn new_request_id() -> String {
     uuid::Builder::from_random_bytes(rand::random()).into_uuid().to_string()
 }
 
-pub async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn observe(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let request_id = request
         .headers()
@@ -39,12 +44,9 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
         .and_then(|v| v.to_str().ok())
         .and_then(accept_request_id)
         .unwrap_or_else(new_request_id);
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let matched = request.extensions().get::<MatchedPath>().cloned();
     let method = request.method().clone();
-    let path = request.uri().path().to_owned();
+    let uri = request.uri().clone();
     let context = RequestContext::new(request_id.clone());
     let user = context.user.clone();
 
@@ -53,8 +55,10 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
     let status = response.status().as_u16();
     let latency_ms = started.elapsed().as_millis() as u64;
     let user = user.get().map_or("-", String::as_str);
-    state.metrics.request(&route, crate::metrics::method_label(&method), status);
-    if is_probe(&route) || (is_status_poll(&route) && method == Method::GET && status < 400) {
+    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let path = uri.path();
+    metrics.request(route, crate::metrics::method_label(&method), status);
+    if is_probe(route) || (is_status_poll(route) && method == Method::GET && status < 400) {
         tracing::debug!(%request_id, %method, %path, %route, status, latency_ms, user, "request");
     } else if status >= 500 {
         tracing::warn!(%request_id, %method, %path, %route, status, latency_ms, user, "request");

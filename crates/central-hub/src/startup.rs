@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::db::{AuditEntry, DbError, NewUser, Store};
 use crate::feed::StatusFeed;
 use crate::metrics::Metrics;
-use crate::state::{AppState, LoginLimits};
+use crate::state::{AppState, LoginLimits, SharedState};
 
 /// Largest request body accepted (a send is at most 4096 characters of text).
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
@@ -75,7 +75,7 @@ impl Application {
         let listener = TcpListener::bind(&addr)
             .await
             .map_err(|source| StartupError::Bind { addr: addr.clone(), source })?;
-        let state = AppState {
+        let state = AppState::new(SharedState {
             jwt: Arc::new(JwtKeys::new(config.jwt_secret.as_bytes(), config.jwt_ttl)),
             login_limits: Arc::new(LoginLimits::from_config(&config)),
             verify_gate: password::VerifyGate::per_core(),
@@ -87,7 +87,7 @@ impl Application {
             feed,
             metrics,
             shutdown,
-        };
+        });
         Ok(Self { listener, router: app(state.clone()), state, feed_task, generated_admin })
     }
 
@@ -199,7 +199,7 @@ pub fn app(state: AppState) -> Router {
         (header::CACHE_CONTROL, "no-store"),
     ];
     let mut router = crate::routes::router()
-        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::middleware::observe))
+        .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), crate::middleware::observe))
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES));
     for (name, value) in headers {
         router = router.layer(SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value)));
