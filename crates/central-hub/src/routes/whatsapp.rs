@@ -16,7 +16,7 @@ use shared_contracts::{
 use crate::auth::AuthUser;
 use crate::client::IDEMPOTENT_REPLAYED_HEADER;
 use crate::error::{ApiError, AppJson};
-use crate::feed::without_qr;
+use crate::feed::{with_cliente_id, without_qr};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -46,25 +46,12 @@ async fn status(
     let admin = user.0.role == Role::Admin;
     if let Some(status) = state.feed.live_status() {
         state.metrics.status_from_cache();
-        let json = if admin { &status.json } else { &status.public_json };
-        return Ok(super::json_response(with_cliente_id(json, id)));
+        return Ok(super::json_response(status.for_cliente(admin, id.get())));
     }
     let body = state.manager.status().await?;
     let body = if admin { body } else { without_qr(&body) };
     let json = serde_json::to_vec(&body).map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(super::json_response(with_cliente_id(&json, id)))
-}
-
-/// `{...}` becomes `{...,"cliente_id":N}`: the cached JSON is reused, never parsed again.
-fn with_cliente_id(json: &[u8], id: ClienteId) -> Vec<u8> {
-    let head = json.strip_suffix(b"}").unwrap_or(json);
-    let mut out = Vec::with_capacity(json.len() + 32);
-    out.extend_from_slice(head);
-    if head.len() > 1 {
-        out.push(b',');
-    }
-    out.extend_from_slice(format!("\"cliente_id\":{}}}", id.get()).as_bytes());
-    out
+    Ok(super::json_response(with_cliente_id(&json, id.get())))
 }
 
 async fn qr_code(
