@@ -3,9 +3,9 @@
 //! polls, which arrive thousands of times a second; at INFO or WARN for everything else), and the
 //! request counters.
 //!
-//! Per request it allocates only the request id: the route is axum's shared `MatchedPath`, the
-//! path is kept as the request's `Uri` (a reference count) and formatted only if a log line is
-//! written at the level enabled, and the counters are atomics (`metrics.rs`).
+//! The route, path and counters cost no allocation per request: the route is axum's shared
+//! `MatchedPath`, the path stays in the request's `Uri` (a reference count) and is formatted only if
+//! a log line is written at the level enabled, and the counters are atomics (`metrics.rs`).
 
 use std::sync::Arc;
 use std::time::Instant;
