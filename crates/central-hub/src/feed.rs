@@ -5,9 +5,11 @@
 //!
 //! Each status is serialized to JSON once, when it arrives, and kept next to it: a poll answers
 //! those bytes as they are (a QR status carries a data URL of several KB, and pollers outnumber
-//! changes by thousands to one).
+//! changes by thousands to one). A client's status, which also names its `cliente_id`, is composed
+//! once per id and status and then served the same way.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -25,6 +27,8 @@ const MIN_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// A stream silent for this long (no event, no keep-alive) is presumed dead and reopened.
 const IDLE_LIMIT: Duration = Duration::from_secs(90);
+/// At most this many client bodies (one per view and `cliente_id`) are kept per status.
+const MAX_CLIENT_BODIES: usize = 1024;
 
 /// What the hub knows of the session right now.
 #[derive(Clone, Debug, Default)]
@@ -43,6 +47,8 @@ pub struct CachedStatus {
     /// `body` without its `qr` as JSON: what a client user may see (the QR links the company's
     /// account, so only admins get it). Serialized once per change too: client polls are the hot path.
     pub public_json: Bytes,
+    /// (admin view, cliente_id) -> the matching JSON with `"cliente_id":N` appended.
+    for_clients: RwLock<HashMap<(bool, u64), Bytes>>,
 }
 
 impl CachedStatus {
@@ -53,13 +59,41 @@ impl CachedStatus {
         } else {
             json.clone()
         };
-        Ok(Self { body, json, public_json })
+        Ok(Self { body, json, public_json, for_clients: RwLock::default() })
+    }
+
+    /// The status as `/api/whatsapp/{cliente_id}/status` answers it (with `qr` for admins only),
+    /// composed on the first poll for this id and reused until the status changes.
+    pub fn for_cliente(&self, admin: bool, cliente_id: u64) -> Bytes {
+        let key = (admin, cliente_id);
+        if let Some(body) = self.for_clients.read().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return body.clone();
+        }
+        let json = if admin { &self.json } else { &self.public_json };
+        let body = Bytes::from(with_cliente_id(json, cliente_id));
+        let mut bodies = self.for_clients.write().unwrap_or_else(|p| p.into_inner());
+        if bodies.len() < MAX_CLIENT_BODIES {
+            bodies.insert(key, body.clone());
+        }
+        body
     }
 
     /// The JSON as text (it is valid UTF-8: serde_json wrote it).
     pub fn json_str(&self) -> &str {
         std::str::from_utf8(&self.json).unwrap_or_default()
     }
+}
+
+/// `{...}` becomes `{...,"cliente_id":N}`: the serialized JSON is reused, never parsed again.
+pub fn with_cliente_id(json: &[u8], cliente_id: u64) -> Vec<u8> {
+    let head = json.strip_suffix(b"}").unwrap_or(json);
+    let mut out = Vec::with_capacity(json.len() + 32);
+    out.extend_from_slice(head);
+    if head.len() > 1 {
+        out.push(b',');
+    }
+    out.extend_from_slice(format!("\"cliente_id\":{cliente_id}}}").as_bytes());
+    out
 }
 
 /// The status as a client user may see it: everything but the QR.
@@ -193,5 +227,27 @@ async fn follow(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_body_names_its_id_hides_the_qr_from_clients_and_is_composed_once() {
+        let body: StatusBody = serde_json::from_value(serde_json::json!({
+            "connected": false, "state": "QR_REQUIRED", "session": "admin", "can_send_messages": false,
+            "recommended_action": "scan", "qr": {"url": "2@ref", "base64": "data:image/png;base64,AA", "attempts": 1, "timestamp": 0, "expires_at": 0},
+            "phone_number": null, "since": "2026-01-01T00:00:00Z", "last_error": null
+        }))
+        .unwrap();
+        let status = CachedStatus::new(body).unwrap();
+        let client: serde_json::Value = serde_json::from_slice(&status.for_cliente(false, 7)).unwrap();
+        assert_eq!((client["cliente_id"].as_u64(), client.get("qr")), (Some(7), None), "{client}");
+        let admin: serde_json::Value = serde_json::from_slice(&status.for_cliente(true, 7)).unwrap();
+        assert_eq!((admin["cliente_id"].as_u64(), admin["qr"]["url"].as_str()), (Some(7), Some("2@ref")));
+        let (first, again) = (status.for_cliente(false, 8), status.for_cliente(false, 8));
+        assert_eq!(first.as_ptr(), again.as_ptr(), "the second poll shares the first one's bytes");
     }
 }

@@ -1,4 +1,9 @@
 //! Prometheus counters, rendered as text at `GET /metrics`.
+//!
+//! The request counter is bumped by every request, so the hub's own routes with their method and
+//! the usual statuses are pre-registered atomics ([`KNOWN_ROUTES`] x [`KNOWN_STATUSES`]): no lock
+//! and no allocation per request. Anything else (an unmatched path, an unusual status) goes to a
+//! locked map, capped at [`MAX_REQUEST_SERIES`] series.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -7,7 +12,33 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use shared_contracts::ErrorCode;
 
-/// At most this many (route, method, status) series; later new ones are counted in one overflow series.
+/// The hub's routes (templates, as axum matched them) with their method: their counters are atomics.
+/// A route missing here still counts, in the locked map.
+pub const KNOWN_ROUTES: &[(&str, &str)] = &[
+    ("/api/admin/whatsapp/status", "GET"),
+    ("/api/whatsapp/{cliente_id}/status", "GET"),
+    ("/health", "GET"),
+    ("/api/health", "GET"),
+    ("/metrics", "GET"),
+    ("/auth/login", "POST"),
+    ("/api/auth/login", "POST"),
+    ("/api/whatsapp/{cliente_id}/qr-code", "GET"),
+    ("/api/whatsapp/{cliente_id}/send", "POST"),
+    ("/", "GET"),
+    ("/admin", "GET"),
+    ("/admin/", "GET"),
+    ("/admin/assets/{name}", "GET"),
+    ("/api/admin/whatsapp/connect", "POST"),
+    ("/api/admin/whatsapp/disconnect", "POST"),
+    ("/api/admin/whatsapp/clear-session", "POST"),
+    ("/api/admin/whatsapp/events", "GET"),
+];
+
+/// The statuses the hub answers, pre-registered for every known route.
+pub const KNOWN_STATUSES: &[u16] =
+    &[200, 201, 202, 204, 304, 400, 401, 403, 404, 405, 409, 413, 415, 422, 429, 500, 502, 503, 504];
+
+/// At most this many (route, method, status) series in the locked map; later new ones are counted in one overflow series.
 pub const MAX_REQUEST_SERIES: usize = 500;
 
 /// The method as a label: the standard ones by name, any other (a client can send any token) as
@@ -28,15 +59,40 @@ pub fn method_label(method: &axum::http::Method) -> &'static str {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
-    /// (route template, method, status) -> count.
+    /// `KNOWN_ROUTES.len() * KNOWN_STATUSES.len()` counters, route-major.
+    known_requests: Box<[AtomicU64]>,
+    /// (route template, method, status) -> count, for the requests outside the known ones.
     requests: Mutex<BTreeMap<(String, String, u16), u64>>,
     upstream_errors: Mutex<BTreeMap<&'static str, u64>>,
     login_failures: Mutex<BTreeMap<&'static str, u64>>,
     manager_requests: AtomicU64,
     stream_connected: AtomicBool,
     status_from_cache: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            known_requests: (0..KNOWN_ROUTES.len() * KNOWN_STATUSES.len())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            requests: Mutex::default(),
+            upstream_errors: Mutex::default(),
+            login_failures: Mutex::default(),
+            manager_requests: AtomicU64::new(0),
+            stream_connected: AtomicBool::new(false),
+            status_from_cache: AtomicU64::new(0),
+        }
+    }
+}
+
+/// The index of a known (route, method, status) counter.
+fn known_index(route: &str, method: &str, status: u16) -> Option<usize> {
+    let r = KNOWN_ROUTES.iter().position(|&(known, m)| known == route && m == method)?;
+    let s = KNOWN_STATUSES.iter().position(|&known| known == status)?;
+    Some(r * KNOWN_STATUSES.len() + s)
 }
 
 fn bump<K: Ord>(map: &Mutex<BTreeMap<K, u64>>, key: K) {
@@ -48,6 +104,10 @@ impl Metrics {
     /// `route` is a route template (or `unmatched`) and `method` a [`method_label`]: both bounded
     /// sets; the series count is capped anyway.
     pub fn request(&self, route: &str, method: &str, status: u16) {
+        if let Some(i) = known_index(route, method, status) {
+            self.known_requests[i].fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let mut map = self.requests.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let key = (route.to_owned(), method.to_owned(), status);
         let key = if map.len() >= MAX_REQUEST_SERIES && !map.contains_key(&key) {
@@ -91,7 +151,16 @@ impl Metrics {
             "# HELP central_hub_http_requests_total HTTP requests by route, method and status."
         );
         let _ = writeln!(out, "# TYPE central_hub_http_requests_total counter");
-        for ((route, method, status), n) in self.requests.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        let mut requests = self.requests.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for (i, counter) in self.known_requests.iter().enumerate() {
+            let n = counter.load(Ordering::Relaxed);
+            if n > 0 {
+                let (route, method) = KNOWN_ROUTES[i / KNOWN_STATUSES.len()];
+                let status = KNOWN_STATUSES[i % KNOWN_STATUSES.len()];
+                *requests.entry((route.to_owned(), method.to_owned(), status)).or_default() += n;
+            }
+        }
+        for ((route, method, status), n) in &requests {
             let _ = writeln!(
                 out,
                 "central_hub_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {n}",
@@ -177,5 +246,29 @@ mod tests {
         assert!(text.contains("central_hub_upstream_errors_total{code=\"SESSION_MANAGER_UNREACHABLE\"} 1"));
         assert!(text.contains("central_hub_login_failures_total{reason=\"bad_password\"} 1"));
         assert!(text.contains("central_hub_manager_stream_connected 1"));
+    }
+
+    #[test]
+    fn known_and_other_requests_render_together_in_order() {
+        let m = Metrics::default();
+        for _ in 0..3 {
+            m.request("/api/admin/whatsapp/status", "GET", 200);
+        }
+        m.request("/api/admin/whatsapp/status", "GET", 418);
+        m.request("unmatched", "GET", 404);
+        m.request("/health", "POST", 405);
+        let text = m.render();
+        let series: Vec<&str> =
+            text.lines().filter(|l| l.starts_with("central_hub_http_requests_total{")).collect();
+        assert_eq!(
+            series,
+            [
+                "central_hub_http_requests_total{route=\"/api/admin/whatsapp/status\",method=\"GET\",status=\"200\"} 3",
+                "central_hub_http_requests_total{route=\"/api/admin/whatsapp/status\",method=\"GET\",status=\"418\"} 1",
+                "central_hub_http_requests_total{route=\"/health\",method=\"POST\",status=\"405\"} 1",
+                "central_hub_http_requests_total{route=\"unmatched\",method=\"GET\",status=\"404\"} 1",
+            ]
+        );
+        assert_eq!(m.requests.lock().unwrap().len(), 3, "the known series took no map entry");
     }
 }

@@ -2,7 +2,12 @@
 //! per request with user, route, status and latency (at DEBUG for probes and successful status
 //! polls, which arrive thousands of times a second; at INFO or WARN for everything else), and the
 //! request counters.
+//!
+//! The route, path and counters cost no allocation per request: the route is axum's shared
+//! `MatchedPath`, the path stays in the request's `Uri` (a reference count) and is formatted only if
+//! a log line is written at the level enabled, and the counters are atomics (`metrics.rs`).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -11,7 +16,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use service_kit::RequestContext;
 
-use crate::state::AppState;
+use crate::metrics::Metrics;
 
 /// Health checks and metrics scrapes: polled constantly, logged at DEBUG whatever they answer.
 fn is_probe(route: &str) -> bool {
@@ -25,23 +30,22 @@ fn is_status_poll(route: &str) -> bool {
     matches!(route, "/api/admin/whatsapp/status" | "/api/whatsapp/{cliente_id}/status")
 }
 
-pub async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn observe(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let context = RequestContext::from_headers(request.headers());
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let matched = request.extensions().get::<MatchedPath>().cloned();
     let method = request.method().clone();
-    let path = request.uri().path().to_owned();
+    let uri = request.uri().clone();
 
     let mut response = context.clone().scope(next.run(request)).await;
 
     let status = response.status().as_u16();
     let latency_ms = started.elapsed().as_millis() as u64;
     let (request_id, user) = (&context.request_id, context.user.get().map_or("-", String::as_str));
-    state.metrics.request(&route, crate::metrics::method_label(&method), status);
-    if is_probe(&route) || (is_status_poll(&route) && method == Method::GET && status < 400) {
+    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let path = uri.path();
+    metrics.request(route, crate::metrics::method_label(&method), status);
+    if is_probe(route) || (is_status_poll(route) && method == Method::GET && status < 400) {
         tracing::debug!(%request_id, %method, %path, %route, status, latency_ms, user, "request");
     } else if status >= 500 {
         tracing::warn!(%request_id, %method, %path, %route, status, latency_ms, user, "request");

@@ -22,7 +22,7 @@ use crate::db::{AuditEntry, DbError, NewUser, Store};
 use crate::error::BODY_LIMIT_BYTES;
 use crate::feed::StatusFeed;
 use crate::metrics::Metrics;
-use crate::state::{AppState, LoginLimits};
+use crate::state::{AppState, LoginLimits, SharedState};
 
 /// Email of the admin created when no user exists and `ADMIN_EMAIL` is unset.
 pub const GENERATED_ADMIN_EMAIL: &str = "admin@localhost";
@@ -72,7 +72,7 @@ impl Application {
         let listener = TcpListener::bind(&addr)
             .await
             .map_err(|source| StartupError::Bind { addr: addr.clone(), source })?;
-        let state = AppState {
+        let state = AppState::new(SharedState {
             jwt: Arc::new(JwtKeys::new(config.jwt_secret.as_bytes(), config.jwt_ttl)),
             login_limits: Arc::new(LoginLimits::from_config(&config)),
             verify_gate: password::VerifyGate::per_core(),
@@ -84,7 +84,7 @@ impl Application {
             feed,
             metrics,
             shutdown,
-        };
+        });
         Ok(Self { listener, router: app(state.clone()), state, feed_task, generated_admin })
     }
 
@@ -140,7 +140,7 @@ pub fn app(state: AppState) -> Router {
         (header::CACHE_CONTROL, "no-store"),
     ];
     let mut router = crate::routes::router()
-        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::middleware::observe))
+        .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), crate::middleware::observe))
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES));
     for (name, value) in headers {
         router = router.layer(SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value)));

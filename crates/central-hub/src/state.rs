@@ -1,5 +1,7 @@
-//! The state every handler shares.
+//! The state every handler shares: one `Arc`, so the clones axum makes per request (the route's
+//! service, the middleware's, each `State` extractor) cost one reference count, not one per field.
 
+use std::ops::Deref;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
@@ -14,7 +16,23 @@ use crate::feed::StatusFeed;
 use crate::metrics::Metrics;
 
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<SharedState>);
+
+impl AppState {
+    pub fn new(shared: SharedState) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl Deref for AppState {
+    type Target = SharedState;
+
+    fn deref(&self) -> &SharedState {
+        &self.0
+    }
+}
+
+pub struct SharedState {
     pub config: Arc<Config>,
     pub store: Store,
     pub jwt: Arc<JwtKeys>,
@@ -26,7 +44,7 @@ pub struct AppState {
     pub verify_gate: VerifyGate,
     /// `HUB_SEND_RATE_PER_MINUTE` per caller.
     pub send_budget: Arc<TokenBucket>,
-    /// Users read by the auth extractor, kept for `AUTH_CACHE_TTL_MS`.
+    /// Tokens the auth extractor verified, with their users' rows, kept for `AUTH_CACHE_TTL_MS`.
     pub users: Arc<UserCache>,
     /// Cancelled at shutdown: ends the event streams so the server can drain.
     pub shutdown: CancellationToken,

@@ -1,10 +1,11 @@
 //! `AuthUser`: the caller of a protected route, from `Authorization: Bearer <jwt>`.
 //!
 //! The token proves who the caller is; what they may do (enabled, role, client id) is read from the
-//! store, through the short-lived [`UserCache`](super::UserCache): a disabled account is locked out
-//! within `AUTH_CACHE_TTL_MS` (default 2 s), even with a token that has not expired. Tokens carry
-//! the account's credential version (`cv`), bumped by every password change and disable: a token
-//! issued before such a change is refused within the same delay.
+//! store. A token already verified, with the row read then, is reused from the short-lived
+//! [`UserCache`](super::UserCache) (no signature check, no store read): a disabled account is
+//! locked out within `AUTH_CACHE_TTL_MS` (default 2 s), even with a token that has not expired.
+//! Tokens carry the account's credential version (`cv`), bumped by every password change and
+//! disable: a token issued before such a change is refused within the same delay.
 
 use std::sync::Arc;
 
@@ -65,19 +66,22 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
 /// The enabled user the request's token names, with the token's credential version still current.
 pub async fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<Arc<User>, ApiError> {
     let token = bearer_token(headers)?;
-    let claims = state.jwt.verify(token).map_err(|e| unauthorized(e.to_string()))?;
-    let id: i64 = claims.sub.parse().map_err(|_| unauthorized("the token's subject is not a user id"))?;
-    let user = match state.users.get(id) {
-        Some(user) => user,
+    let (cv, user) = match state.users.get(token) {
+        Some(seen) => (seen.cv, seen.user),
         None => {
+            let claims = state.jwt.verify(token).map_err(|e| unauthorized(e.to_string()))?;
+            let id: i64 =
+                claims.sub.parse().map_err(|_| unauthorized("the token's subject is not a user id"))?;
             let user = state
                 .store
                 .find_user(id)
                 .await?
                 .ok_or_else(|| unauthorized("the token's user no longer exists"))?;
             let user = Arc::new(user);
-            state.users.insert(user.clone());
-            user
+            // Kept with the verdict's inputs: a disabled or outdated row is refused from the cache
+            // too, without a store read per request.
+            state.users.insert(token, claims.cv, claims.exp, user.clone());
+            (claims.cv, user)
         }
     };
     crate::request_context::set_current_user(user.email.to_string());
@@ -87,7 +91,7 @@ pub async fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<Arc<U
             hint: "Ask an admin to re-enable the account",
         });
     }
-    if claims.cv != user.credential_version {
+    if cv != user.credential_version {
         // The password changed (or the account was disabled) after this token was issued.
         return Err(unauthorized(
             "the token was issued before the account's password changed or it was disabled: log in again",

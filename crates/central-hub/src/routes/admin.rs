@@ -30,7 +30,7 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn status(State(state): State<AppState>, AdminUser(_): AdminUser) -> Result<Response, ApiError> {
-    Ok(super::json_response(super::current_status_json(&state, true).await?))
+    Ok(super::json_response(super::current_status_json(&state, true, None).await?))
 }
 
 async fn connect(State(state): State<AppState>, AdminUser(admin): AdminUser) -> Result<Response, ApiError> {

@@ -12,7 +12,7 @@ use axum::http::{HeaderValue, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
-use crate::feed::without_qr;
+use crate::feed::{with_cliente_id, without_qr};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -34,17 +34,30 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     ApiError::MethodNotAllowed { method: method.to_string(), path: uri.path().to_owned() }
 }
 
-/// The session's status as JSON, with its QR only when `with_qr` (admins): from the event stream's
-/// cache when the stream is live (the JSON serialized when it arrived, a reference-counted `Bytes`:
-/// no per-poll serialization), else asked of the manager.
-pub(crate) async fn current_status_json(state: &AppState, with_qr: bool) -> Result<Bytes, ApiError> {
+/// The session's status as JSON, with its QR only when `with_qr` (admins) and, for a client route,
+/// its `cliente_id`: from the event stream's cache when the stream is live (the JSON serialized when
+/// it arrived, reference-counted `Bytes`, composed once per `cliente_id`: no per-poll
+/// serialization), else asked of the manager.
+pub(crate) async fn current_status_json(
+    state: &AppState,
+    with_qr: bool,
+    cliente_id: Option<u64>,
+) -> Result<Bytes, ApiError> {
     if let Some(status) = state.feed.live_status() {
         state.metrics.status_from_cache();
-        return Ok(if with_qr { status.json.clone() } else { status.public_json.clone() });
+        return Ok(match cliente_id {
+            Some(id) => status.for_cliente(with_qr, id),
+            None if with_qr => status.json.clone(),
+            None => status.public_json.clone(),
+        });
     }
     let body = state.manager.status().await?;
     let body = if with_qr { body } else { without_qr(&body) };
-    serde_json::to_vec(&body).map(Bytes::from).map_err(|e| ApiError::Internal(e.to_string()))
+    let json = serde_json::to_vec(&body).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(match cliente_id {
+        Some(id) => Bytes::from(with_cliente_id(&json, id)),
+        None => Bytes::from(json),
+    })
 }
 
 pub(crate) fn json_response(body: impl Into<axum::body::Body>) -> Response {

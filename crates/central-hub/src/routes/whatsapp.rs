@@ -42,20 +42,8 @@ async fn status(
     Path(raw): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = authorize(&user, &raw)?;
-    let json = super::current_status_json(&state, user.0.role == Role::Admin).await?;
-    Ok(super::json_response(with_cliente_id(&json, id)))
-}
-
-/// `{...}` becomes `{...,"cliente_id":N}`: the cached JSON is reused, never parsed again.
-fn with_cliente_id(json: &[u8], id: ClienteId) -> Vec<u8> {
-    let head = json.strip_suffix(b"}").unwrap_or(json);
-    let mut out = Vec::with_capacity(json.len() + 32);
-    out.extend_from_slice(head);
-    if head.len() > 1 {
-        out.push(b',');
-    }
-    out.extend_from_slice(format!("\"cliente_id\":{}}}", id.get()).as_bytes());
-    out
+    let json = super::current_status_json(&state, user.0.role == Role::Admin, Some(id.get())).await?;
+    Ok(super::json_response(json))
 }
 
 async fn qr_code(

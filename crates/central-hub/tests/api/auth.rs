@@ -167,6 +167,60 @@ async fn a_disable_reaches_a_hub_with_a_user_cache_within_its_ttl() {
 }
 
 #[tokio::test]
+async fn a_password_change_reaches_a_hub_with_a_token_cache_within_its_ttl() {
+    let manager = ManagerDouble::spawn(Mode::Normal).await;
+    manager.set_state(SessionState::Ready);
+    let new_hash = || central_hub::auth::password::hash("new password 99").unwrap();
+
+    // A long TTL shows the token cache is in use: the verified token and the row read with it are
+    // reused, so the password change is not seen yet (this is the bound the TTL puts).
+    let cached = spawn_app_with(&manager.url, |args| args.auth_cache_ttl_ms = 600_000).await;
+    cached.add_user("c9@test.io", "client password 9", Role::Client, Some(9)).await;
+    let old = cached.token("c9@test.io", "client password 9").await;
+    assert_eq!(cached.get("/api/whatsapp/9/status", Some(&old)).await.status(), 200);
+    assert!(cached.state.store.set_password_hash(&email("c9@test.io"), &new_hash()).await.unwrap());
+    assert_eq!(
+        cached.get("/api/whatsapp/9/status", Some(&old)).await.status(),
+        200,
+        "within the TTL the cached verdict for this token is still used"
+    );
+    // A token not seen before is verified and its user read now: the new password's token works.
+    let fresh = cached.token("c9@test.io", "new password 99").await;
+    assert_eq!(cached.get("/api/whatsapp/9/status", Some(&fresh)).await.status(), 200);
+    cached.stop().await;
+
+    // A short TTL: the same change refuses the old token once its cache entry expires.
+    let app = spawn_app_with(&manager.url, |args| args.auth_cache_ttl_ms = 200).await;
+    app.add_user("c9@test.io", "client password 9", Role::Client, Some(9)).await;
+    let old = app.token("c9@test.io", "client password 9").await;
+    assert_eq!(app.get("/api/whatsapp/9/status", Some(&old)).await.status(), 200);
+    assert!(app.state.store.set_password_hash(&email("c9@test.io"), &new_hash()).await.unwrap());
+    let body = status_within_deadline(&app, "/api/whatsapp/9/status", &old, 401).await;
+    assert_eq!(body["code"], "UNAUTHORIZED", "{body}");
+    assert!(body["error"].as_str().unwrap().contains("log in again"), "{body}");
+    let fresh = app.token("c9@test.io", "new password 99").await;
+    let body = status_within_deadline(&app, "/api/whatsapp/9/status", &fresh, 200).await;
+    assert_eq!(body["state"], "READY", "{body}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_cached_token_is_refused_once_it_expires_however_long_the_cache_ttl() {
+    let manager = ManagerDouble::spawn(Mode::Normal).await;
+    manager.set_state(SessionState::Ready);
+    let app = spawn_app_with(&manager.url, |args| args.auth_cache_ttl_ms = 600_000).await;
+    let admin = app.state.store.find_user_by_email(&email(ADMIN_EMAIL)).await.unwrap().unwrap();
+    let mut short = claims(admin.id, Role::Admin, None, 1);
+    short.cv = admin.credential_version;
+    let token = app.state.jwt.sign(&short).unwrap();
+    assert_eq!(app.get(ADMIN_STATUS, Some(&token)).await.status(), 200, "valid, and now cached");
+    // Refused after `exp` (plus the few seconds of leeway verification allows), not after the TTL.
+    let body = status_within_deadline(&app, ADMIN_STATUS, &token, 401).await;
+    assert!(body["error"].as_str().unwrap().contains("expired"), "{body}");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn behind_a_trusted_proxy_the_login_limit_counts_the_address_nginx_reports() {
     let manager = ManagerDouble::spawn(Mode::Normal).await;
     let app = spawn_app_with(&manager.url, |args| {
