@@ -15,9 +15,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use shared_contracts::{
-    CLIENTE_ID_HEADER, ClearSessionResponse, ConnectResponse, DisconnectRequest, DisconnectResponse,
-    ErrorBody, ErrorCode, IDEMPOTENCY_KEY_HEADER, QrInfo, REQUEST_ID_HEADER, SendRequest, SendResponse,
-    StatusBody,
+    CLIENTE_ID_HEADER, ClearSessionResponse, ConnectRequest, ConnectResponse, DisconnectRequest,
+    DisconnectResponse, ErrorBody, ErrorCode, IDEMPOTENCY_KEY_HEADER, QrInfo, REQUEST_ID_HEADER, SendRequest,
+    SendResponse, StatusBody,
 };
 
 use crate::config::Config;
@@ -183,8 +183,8 @@ impl SessionManagerClient {
         self.get("/qr-code", cliente_id).await
     }
 
-    pub async fn connect(&self) -> Result<ConnectResponse, ClientError> {
-        self.post("/connect", &json!({}), None, None).await
+    pub async fn connect(&self, body: &ConnectRequest) -> Result<ConnectResponse, ClientError> {
+        self.post("/connect", body, None, None).await
     }
 
     pub async fn disconnect(&self, body: &DisconnectRequest) -> Result<DisconnectResponse, ClientError> {

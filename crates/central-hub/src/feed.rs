@@ -61,9 +61,9 @@ impl CachedStatus {
     }
 }
 
-/// The status as a client user may see it: everything but the QR.
+/// The status as a client user may see it: everything but the login credentials (QR, pairing code).
 pub fn without_qr(body: &StatusBody) -> StatusBody {
-    StatusBody { qr: None, ..body.clone() }
+    StatusBody { qr: None, pairing_code: None, ..body.clone() }
 }
 
 #[derive(Clone)]

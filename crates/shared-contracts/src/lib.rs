@@ -11,15 +11,18 @@ mod health;
 mod hub;
 mod phone;
 mod session;
+mod whatsapp;
 
 pub use error::{ErrorBody, ErrorCode};
 pub use health::{DatabaseCheck, HealthBody, HubChecks, HubHealth, ManagerCheck};
 pub use hub::{LoginRequest, LoginResponse, Role, UserInfo};
 pub use phone::{ClienteId, MAX_MESSAGE_CHARS, MessageText, PhoneNumber};
 pub use session::{
-    ClearSessionResponse, ConnectResponse, DisconnectRequest, DisconnectResponse, LastError, ProfileBackup,
-    QrInfo, SendRequest, SendResponse, SentMessage, SessionState, StatusBody,
+    ClearSessionResponse, ConnectRequest, ConnectResponse, DisconnectRequest, DisconnectResponse, LastError,
+    PairingCode, ProfileBackup, QrInfo, SendRequest, SendResponse, SentMessage, SessionState, StatusBody,
 };
+
+pub use whatsapp::{InternalLocation, WhatsappInventory};
 
 /// The name of the one session this gateway holds.
 pub const ADMIN_SESSION: &str = "admin";

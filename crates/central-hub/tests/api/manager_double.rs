@@ -104,6 +104,8 @@ pub fn status_in(state: SessionState) -> StatusBody {
         phone_number: (state == SessionState::Ready).then(|| "+5491100000000".into()),
         since: "2026-01-01T00:00:00Z".into(),
         last_error: None,
+        pairing_code: None,
+        whatsapp: None,
     }
 }
 

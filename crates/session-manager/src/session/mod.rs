@@ -20,6 +20,8 @@ pub use status::Snapshot;
 /// How long WhatsApp shows the first code of a batch, and each next one (docs/whatsapp-bridge.md).
 const FIRST_QR_LIFETIME_MS: i64 = 60_000;
 const NEXT_QR_LIFETIME_MS: i64 = 20_000;
+/// How long a pairing code is used before a fresh one is asked for (whatsapp-web.js: 180 s).
+pub const PAIRING_CODE_REFRESH: Duration = Duration::from_secs(180);
 
 /// Consecutive crashes recovered automatically before giving up with ERROR BROWSER_CRASHED.
 pub const MAX_CRASH_RESTARTS: u32 = 5;
@@ -58,6 +60,12 @@ pub enum Event {
     ReconnectDue,
     /// `POST /clear-session`.
     ClearSession,
+    /// `POST /connect {"pairing_phone"}`: link by typing a code on that phone instead of scanning.
+    PairingRequested { phone: String },
+    /// The page gave a pairing code (8 characters).
+    PairingCode { code: String, at_ms: i64 },
+    /// The current pairing code is due for a refresh.
+    PairingCodeDue,
 }
 
 /// What the actor must do after a transition, in order.
@@ -82,6 +90,12 @@ pub enum Effect {
     },
     /// A new QR was generated (a metric).
     CountQr,
+    /// Ask the page for a pairing code for `phone`.
+    RequestPairingCode {
+        phone: String,
+    },
+    /// Raise `PairingCodeDue` after this long.
+    SchedulePairingRefresh(Duration),
 }
 
 /// A state entered (possibly the same one again), and why: the actor logs it.
@@ -107,6 +121,12 @@ struct Qr {
     expires_at_ms: i64,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Pairing {
+    code: String,
+    expires_at_ms: i64,
+}
+
 #[derive(Debug, Clone)]
 pub struct Session {
     state: SessionState,
@@ -123,6 +143,12 @@ pub struct Session {
     now: OffsetDateTime,
     /// The change made by the event being applied.
     change: Option<Change>,
+    /// Set while this connect links with a pairing code: the number it is for.
+    pairing_phone: Option<String>,
+    /// A code was asked for and has not arrived yet.
+    pairing_requested: bool,
+    pairing: Option<Pairing>,
+    pairing_refresh: Duration,
 }
 
 impl Session {
@@ -141,7 +167,22 @@ impl Session {
             takeover_on_conflict,
             now,
             change: None,
+            pairing_phone: None,
+            pairing_requested: false,
+            pairing: None,
+            pairing_refresh: PAIRING_CODE_REFRESH,
         }
+    }
+
+    /// How long each pairing code is used before a fresh one is asked for.
+    pub fn with_pairing_refresh(mut self, refresh: Duration) -> Self {
+        self.pairing_refresh = refresh;
+        self
+    }
+
+    /// Whether this connect links with a pairing code.
+    pub fn pairing_phone(&self) -> Option<&str> {
+        self.pairing_phone.as_deref()
     }
 
     pub fn state(&self) -> SessionState {
@@ -167,6 +208,8 @@ impl Session {
             Event::Connect => match self.state {
                 S::Init | S::Disconnected | S::Error => {
                     self.attempts = 0;
+                    self.pairing_phone = None;
+                    self.pairing_requested = false;
                     self.crashes = 0;
                     self.reconnect_pending = false;
                     self.enter(S::Connecting, "connect requested");
@@ -183,6 +226,17 @@ impl Session {
                     return vec![];
                 }
                 if self.qr.as_ref().is_some_and(|qr| qr.code == code) {
+                    return vec![];
+                }
+                if let Some(phone) = self.pairing_phone.clone() {
+                    // Linking by code: the QR stays visible next to it, the codes are what is counted.
+                    let lifetime = if self.qr.is_none() { FIRST_QR_LIFETIME_MS } else { NEXT_QR_LIFETIME_MS };
+                    self.qr = Some(Qr { code, image, at_ms, expires_at_ms: at_ms + lifetime });
+                    self.enter(S::QrRequired, "QR shown while linking with a pairing code");
+                    if self.pairing.is_none() && !self.pairing_requested {
+                        self.pairing_requested = true;
+                        return vec![Effect::RequestPairingCode { phone }];
+                    }
                     return vec![];
                 }
                 if self.attempts >= self.max_qr_attempts {
@@ -263,8 +317,44 @@ impl Session {
                 self.reconnect_pending = false;
                 vec![Effect::LaunchBrowser]
             }
+            Event::PairingRequested { phone } if matches!(self.state, S::Connecting | S::QrRequired) => {
+                self.pairing_phone = Some(phone.clone());
+                self.pairing = None;
+                self.attempts = 0;
+                if self.state == S::QrRequired {
+                    self.pairing_requested = true;
+                    vec![Effect::RequestPairingCode { phone }]
+                } else {
+                    self.pairing_requested = false;
+                    vec![]
+                }
+            }
+            Event::PairingCode { code, at_ms }
+                if self.pairing_phone.is_some() && matches!(self.state, S::Connecting | S::QrRequired) =>
+            {
+                self.pairing_requested = false;
+                if self.attempts >= self.max_qr_attempts {
+                    return self.qr_exhausted();
+                }
+                self.attempts += 1;
+                let lifetime = i64::try_from(self.pairing_refresh.as_millis()).unwrap_or(i64::MAX);
+                self.pairing = Some(Pairing { code, expires_at_ms: at_ms.saturating_add(lifetime) });
+                let reason = format!("pairing code {} of at most {}", self.attempts, self.max_qr_attempts);
+                self.enter(S::QrRequired, &reason);
+                vec![Effect::CountQr, Effect::SchedulePairingRefresh(self.pairing_refresh)]
+            }
+            Event::PairingCodeDue if self.state == S::QrRequired && !self.pairing_requested => {
+                match self.pairing_phone.clone() {
+                    Some(phone) => {
+                        self.pairing_requested = true;
+                        vec![Effect::RequestPairingCode { phone }]
+                    }
+                    None => vec![],
+                }
+            }
             Event::ClearSession => {
                 self.phone = None;
+                self.pairing_phone = None;
                 self.last_error = None;
                 self.attempts = 0;
                 self.crashes = 0;
@@ -356,6 +446,11 @@ impl Session {
         self.state = to;
         if to != SessionState::QrRequired {
             self.qr = None;
+            self.pairing = None;
+        }
+        if !to.is_live() || to == SessionState::Ready {
+            self.pairing_phone = None;
+            self.pairing_requested = false;
         }
         if to != SessionState::Ready {
             self.phone = None;
