@@ -67,14 +67,14 @@ pub(crate) struct PageConfig {
 }
 
 impl PageConfig {
-    pub(crate) fn from_config(config: &SimConfig) -> Self {
+    pub(crate) fn from_config(config: &SimConfig, without_modules: Vec<String>) -> Self {
         PageConfig {
             qr_rotate_ms: config.qr_rotate_ms,
             load_delay_ms: config.load_delay_ms,
             max_refs: config.max_refs,
             qr_prefix: config.qr_prefix,
             version: WA_VERSION,
-            without_modules: config.without_modules.clone(),
+            without_modules,
             qr_data_ref: config.qr_data_ref,
         }
     }
@@ -87,4 +87,6 @@ pub struct ConfigPatch {
     pub unknown_numbers: Option<Vec<String>>,
     pub send_latency_ms: Option<u64>,
     pub lid_numbers: Option<Vec<String>>,
+    /// For pages loaded from now on.
+    pub without_modules: Option<Vec<String>>,
 }

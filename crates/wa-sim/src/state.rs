@@ -73,6 +73,7 @@ struct Page {
 struct Inner {
     unknown_numbers: Vec<String>,
     lid_numbers: Vec<String>,
+    without_modules: Vec<String>,
     send_latency_ms: u64,
     pages: HashMap<String, Page>,
     /// Login token -> phone of every linked device.
@@ -98,6 +99,7 @@ impl AppState {
         let inner = Inner {
             unknown_numbers: config.unknown_numbers.clone(),
             lid_numbers: config.lid_numbers.clone(),
+            without_modules: config.without_modules.clone(),
             send_latency_ms: config.send_latency_ms,
             ..Inner::default()
         };
@@ -216,6 +218,11 @@ impl AppState {
         count
     }
 
+    /// The modules (or `Module.member`s) the next page loaded leaves out.
+    pub fn without_modules(&self) -> Vec<String> {
+        self.inner().without_modules.clone()
+    }
+
     pub fn is_lid_number(&self, digits: &str) -> bool {
         self.inner().lid_numbers.iter().any(|n| n == digits)
     }
@@ -262,6 +269,9 @@ impl AppState {
         }
         if let Some(numbers) = patch.lid_numbers {
             inner.lid_numbers = numbers;
+        }
+        if let Some(modules) = patch.without_modules {
+            inner.without_modules = modules;
         }
         (inner.unknown_numbers.clone(), inner.send_latency_ms)
     }
