@@ -612,6 +612,7 @@ function render() {
   }
 
   renderQr(status?.state === "QR_REQUIRED" ? status.qr : null);
+  renderWhatsapp(status);
 
   const state = status?.state;
   const acting = app.busy.has("connect") || app.busy.has("disconnect") || app.busy.has("clear");
@@ -624,6 +625,7 @@ function render() {
 
   const canSend = Boolean(status?.can_send_messages);
   const sending = app.busy.has("send");
+  $("pairing-submit").disabled = acting || (state !== undefined && LIVE_STATES.has(state) && state !== "QR_REQUIRED");
   $("send-submit").disabled = !canSend || sending;
   $("send-submit").textContent = t(sending ? "send.busy" : "send.submit");
   $("send-not-ready").hidden = canSend;
@@ -661,6 +663,33 @@ function renderQr(qr) {
   card.dataset.attempt = String(qr.attempts);
   setText("qr-attempt", t("qr.attempt", { n: qr.attempts }));
   renderCountdown();
+}
+
+// Linking by phone number and the WhatsApp build (self-contained: the pairing code, a credential like
+// the QR, reaches admins only; the build line says whether the bridge found what it needs).
+function renderWhatsapp(status) {
+  const wa = status?.whatsapp;
+  $("wa-build").hidden = !wa;
+  if (wa) {
+    const key = !wa.compatible ? "wa.incompatible" : wa.features_disabled.length ? "wa.disabled" : "wa.compatible";
+    setText("wa-build", t(key, {
+      build: wa.build, missing: wa.missing_required.join(", "), features: wa.features_disabled.join(", "),
+    }));
+  }
+  const pairing = status?.state === "QR_REQUIRED" ? status.pairing_code : null;
+  $("pairing-box").hidden = !pairing;
+  if (pairing) {
+    setText("pairing-code", pairing.code);
+    $("pairing-box").dataset.expiresAt = String(pairing.expires_at);
+    $("pairing-box").dataset.attempt = String(pairing.attempts);
+  }
+}
+
+function linkWithPhone(event) {
+  event.preventDefault();
+  const phone = $("pairing-phone").value.trim();
+  if (!phone) return;
+  runAction("connect", "/api/admin/whatsapp/connect", { pairing_phone: phone }, "done.connect");
 }
 
 function renderCountdown() {
@@ -702,6 +731,7 @@ function init() {
   $("disconnect").addEventListener("click", () =>
     runAction("disconnect", "/api/admin/whatsapp/disconnect", undefined, "done.disconnect"));
   $("clear-session").addEventListener("click", confirmClear);
+  $("pairing-form").addEventListener("submit", linkWithPhone);
   $("confirm-clear").addEventListener("close", onConfirmClearClosed);
   $("send-form").addEventListener("submit", sendTest);
   $("lang").addEventListener("change", (event) => {
