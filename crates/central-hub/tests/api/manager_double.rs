@@ -20,8 +20,8 @@ use axum::{Json, Router};
 use futures_util::stream::{self, Stream};
 use serde_json::{Value, json};
 use shared_contracts::{
-    ClearSessionResponse, ConnectResponse, DisconnectResponse, ErrorBody, ErrorCode, QrInfo, SendRequest,
-    SendResponse, SentMessage, SessionState, StatusBody,
+    ClearSessionResponse, ConnectResponse, DisconnectResponse, ErrorBody, ErrorCode, PairingCode, QrInfo,
+    SendRequest, SendResponse, SentMessage, SessionState, StatusBody,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -104,7 +104,13 @@ pub fn status_in(state: SessionState) -> StatusBody {
         phone_number: (state == SessionState::Ready).then(|| "+5491100000000".into()),
         since: "2026-01-01T00:00:00Z".into(),
         last_error: None,
-        pairing_code: None,
+        // Linking by number: a credential exactly like the QR.
+        pairing_code: (state == SessionState::QrRequired).then(|| PairingCode {
+            code: "ABCD-EFGH".into(),
+            phone: "5491155550000".into(),
+            attempts: 1,
+            expires_at: 1_708_876_723_210,
+        }),
         whatsapp: None,
     }
 }
