@@ -450,6 +450,9 @@ impl Session {
         }
         if !to.is_live() || to == SessionState::Ready {
             self.pairing_phone = None;
+        }
+        // A request in flight belongs to the page it was made to: a relaunch asks again.
+        if to != SessionState::QrRequired {
             self.pairing_requested = false;
         }
         if to != SessionState::Ready {

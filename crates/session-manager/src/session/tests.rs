@@ -388,3 +388,13 @@ fn the_pairing_code_goes_away_once_the_phone_links() {
     assert_eq!(s.effects_of(Event::PairingCodeDue), vec![]);
     assert!(s.pairing_phone().is_none());
 }
+
+#[test]
+fn after_a_crash_the_relaunched_page_is_asked_for_a_pairing_code_again() {
+    let mut s = showing_qr();
+    s.effects_of(Event::PairingRequested { phone: "54911".into() });
+    s.effects_of(Event::Crashed { reason: "gone".into() });
+    assert_eq!(s.state(), SessionState::Connecting);
+    s.effects_of(Event::ReconnectDue);
+    assert_eq!(qr(&mut s, "2@new"), vec![Effect::RequestPairingCode { phone: "54911".into() }]);
+}
