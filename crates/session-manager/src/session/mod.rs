@@ -5,6 +5,7 @@
 //! change it returns and carries out the effects; the status every client sees is derived from it
 //! (`status.rs`).
 
+mod pairing;
 mod status;
 
 use std::time::Duration;
@@ -15,13 +16,13 @@ use time::OffsetDateTime;
 use crate::qr::QrImage;
 use crate::telemetry::format_rfc3339;
 
+pub use pairing::PAIRING_CODE_REFRESH;
+use pairing::Pairing;
 pub use status::Snapshot;
 
 /// How long WhatsApp shows the first code of a batch, and each next one (docs/whatsapp-bridge.md).
 const FIRST_QR_LIFETIME_MS: i64 = 60_000;
 const NEXT_QR_LIFETIME_MS: i64 = 20_000;
-/// How long a pairing code is used before a fresh one is asked for (whatsapp-web.js: 180 s).
-pub const PAIRING_CODE_REFRESH: Duration = Duration::from_secs(180);
 
 /// Consecutive crashes recovered automatically before giving up with ERROR BROWSER_CRASHED.
 pub const MAX_CRASH_RESTARTS: u32 = 5;
@@ -121,12 +122,6 @@ struct Qr {
     expires_at_ms: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Pairing {
-    code: String,
-    expires_at_ms: i64,
-}
-
 #[derive(Debug, Clone)]
 pub struct Session {
     state: SessionState,
@@ -174,17 +169,6 @@ impl Session {
         }
     }
 
-    /// How long each pairing code is used before a fresh one is asked for.
-    pub fn with_pairing_refresh(mut self, refresh: Duration) -> Self {
-        self.pairing_refresh = refresh;
-        self
-    }
-
-    /// Whether this connect links with a pairing code.
-    pub fn pairing_phone(&self) -> Option<&str> {
-        self.pairing_phone.as_deref()
-    }
-
     pub fn state(&self) -> SessionState {
         self.state
     }
@@ -229,15 +213,7 @@ impl Session {
                     return vec![];
                 }
                 if let Some(phone) = self.pairing_phone.clone() {
-                    // Linking by code: the QR stays visible next to it, the codes are what is counted.
-                    let lifetime = if self.qr.is_none() { FIRST_QR_LIFETIME_MS } else { NEXT_QR_LIFETIME_MS };
-                    self.qr = Some(Qr { code, image, at_ms, expires_at_ms: at_ms + lifetime });
-                    self.enter(S::QrRequired, "QR shown while linking with a pairing code");
-                    if self.pairing.is_none() && !self.pairing_requested {
-                        self.pairing_requested = true;
-                        return vec![Effect::RequestPairingCode { phone }];
-                    }
-                    return vec![];
+                    return self.qr_while_pairing(phone, Qr { code, image, at_ms, expires_at_ms: at_ms });
                 }
                 if self.attempts >= self.max_qr_attempts {
                     return self.qr_exhausted();
@@ -318,39 +294,15 @@ impl Session {
                 vec![Effect::LaunchBrowser]
             }
             Event::PairingRequested { phone } if matches!(self.state, S::Connecting | S::QrRequired) => {
-                self.pairing_phone = Some(phone.clone());
-                self.pairing = None;
-                self.attempts = 0;
-                if self.state == S::QrRequired {
-                    self.pairing_requested = true;
-                    vec![Effect::RequestPairingCode { phone }]
-                } else {
-                    self.pairing_requested = false;
-                    vec![]
-                }
+                self.pairing_requested(phone)
             }
             Event::PairingCode { code, at_ms }
                 if self.pairing_phone.is_some() && matches!(self.state, S::Connecting | S::QrRequired) =>
             {
-                self.pairing_requested = false;
-                if self.attempts >= self.max_qr_attempts {
-                    return self.qr_exhausted();
-                }
-                self.attempts += 1;
-                let lifetime = i64::try_from(self.pairing_refresh.as_millis()).unwrap_or(i64::MAX);
-                self.pairing = Some(Pairing { code, expires_at_ms: at_ms.saturating_add(lifetime) });
-                let reason = format!("pairing code {} of at most {}", self.attempts, self.max_qr_attempts);
-                self.enter(S::QrRequired, &reason);
-                vec![Effect::CountQr, Effect::SchedulePairingRefresh(self.pairing_refresh)]
+                self.pairing_code(code, at_ms)
             }
             Event::PairingCodeDue if self.state == S::QrRequired && !self.pairing_requested => {
-                match self.pairing_phone.clone() {
-                    Some(phone) => {
-                        self.pairing_requested = true;
-                        vec![Effect::RequestPairingCode { phone }]
-                    }
-                    None => vec![],
-                }
+                self.pairing_code_due()
             }
             Event::ClearSession => {
                 self.phone = None;
