@@ -373,3 +373,64 @@ async fn phone_screenshot(page: &Page, name: &str) {
         .context("restoring the viewport")
         .expect("the viewport is restored");
 }
+
+/// Linking by phone number from the page: the build line, "Vincular con número de teléfono", the
+/// code shown next to the QR, and the green indicator once the phone accepted the code.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_admin_links_the_account_by_phone_number_from_the_page() {
+    let mut stack = Stack::start(StackOptions::default()).await.expect("the stack starts");
+    let profile = tempfile::tempdir().expect("a profile directory");
+    let browser = TestBrowser::launch(profile.path()).await.expect("Chromium starts");
+    let outcome = AssertUnwindSafe(pairing_scenario(&mut stack, &browser)).catch_unwind().await;
+    browser.close().await;
+    assert_no_chromium_using(profile.path(), Duration::from_secs(10)).await;
+    match outcome {
+        Ok(()) => stack.stop().await.expect("the stack stops and leaves no Chromium"),
+        Err(panic) => {
+            let _ = stack.stop().await;
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+async fn pairing_scenario(stack: &mut Stack, browser: &TestBrowser) {
+    let hub = stack.hub.url().to_owned();
+    let sim = stack.sim_client().expect("a simulator client");
+    let page = browser.open_with_init_script(&format!("{hub}/"), OBSERVER).await.expect("the page opens");
+    wait_until("the page's script to start", Duration::from_secs(10), || async {
+        (text(&page, "document.body.dataset.ready").await == "true").then_some(())
+    })
+    .await;
+    type_into(&page, "#login-email", ADMIN_EMAIL).await;
+    type_into(&page, "#login-password", ADMIN_PASSWORD).await;
+    click(&page, "#login-submit").await;
+    wait_until("the dashboard after login", Duration::from_secs(15), || async {
+        shown(&page, "dashboard").await.then_some(())
+    })
+    .await;
+    let label = text(&page, "document.getElementById('pairing-submit').textContent").await;
+    assert_eq!(label, "Vincular con número de teléfono");
+
+    type_into(&page, "#pairing-phone", "+54 9 11 5555-0000").await;
+    click(&page, "#pairing-submit").await;
+    let code = wait_until("the pairing code on the page", Duration::from_secs(30), || async {
+        shown_text(&page, "pairing-code").await.filter(|code| code.len() == 9)
+    })
+    .await;
+    assert!(shown(&page, "qr-card").await, "the code is shown next to the QR");
+    let build = shown_text(&page, "wa-build").await.expect("the build line");
+    assert_eq!(build, format!("WhatsApp Web build {}: compatible", wa_sim::WA_VERSION));
+    let (_, state) = sim.get("/__sim/state").await.expect("the simulator's state");
+    assert_eq!(
+        state["pairing_code"].as_str(),
+        Some(code.replace('-', "").as_str()),
+        "the page shows the phone's code"
+    );
+    screenshot(&page, "pairing").await;
+
+    let (status, body) =
+        sim.post("/__sim/pair", Some(&serde_json::json!({"code": code}))).await.expect("pair");
+    assert_eq!(status, 200, "pair: {body}");
+    wait_for_indicator(&page, "connected", "Conectado (+5491155550000)", Duration::from_secs(30)).await;
+    assert!(!shown(&page, "pairing-box").await, "the code is gone once linked");
+}

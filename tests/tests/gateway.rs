@@ -119,3 +119,74 @@ async fn a_hub_pointed_at_a_port_where_nothing_listens_names_the_url_everywhere(
     let status = hub.stop().await.unwrap();
     assert!(status.success(), "the hub exits cleanly on SIGTERM: {status}");
 }
+
+/// Linking by phone number through the hub: the admin's connect carries `pairing_phone`, the code
+/// reaches the admin status (and is refreshed), the hub's health names the WhatsApp build, and the
+/// code typed on the (simulated) phone brings READY as a scan does.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_admin_links_the_account_with_a_pairing_code_through_the_hub() {
+    let options = StackOptions {
+        manager_env: vec![("PAIRING_CODE_REFRESH_SECS", "2".into())],
+        ..StackOptions::default()
+    };
+    let stack = Stack::start(options).await.expect("the stack starts");
+    let token = stack.admin_token().await.expect("the admin logs in");
+    let hub = stack.hub.url().to_owned();
+
+    let bad = json!({"pairing_phone": "not a phone"});
+    let (status, body) =
+        post_with_token(&hub, "/api/admin/whatsapp/connect", &token, Some(&bad)).await.unwrap();
+    assert_eq!((status, body["code"].as_str()), (400, Some("VALIDATION_ERROR")), "{body}");
+
+    let body = json!({"pairing_phone": "+54 9 11 5555-0000"});
+    let (status, answer) =
+        post_with_token(&hub, "/api/admin/whatsapp/connect", &token, Some(&body)).await.unwrap();
+    assert_eq!(status, 200, "connect: {answer}");
+    let first = wait_until("a pairing code in the admin status", Duration::from_secs(30), || async {
+        let body = admin_status(&hub, &token).await?;
+        body["pairing_code"]["code"].as_str().map(str::to_owned)
+    })
+    .await;
+    assert_eq!(first.len(), 9, "ABCD-EFGH: {first}");
+    let refreshed = wait_until("a refreshed pairing code", Duration::from_secs(30), || async {
+        let body = admin_status(&hub, &token).await?;
+        body["pairing_code"]["code"].as_str().filter(|code| *code != first).map(str::to_owned)
+    })
+    .await;
+
+    // The hub's health (loopback: with details) names the build the manager found.
+    let (status, health) = JsonClient::new(hub.clone()).unwrap().get("/health").await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(
+        health["checks"]["session_manager"]["whatsapp"],
+        format!("WhatsApp Web build {}: compatible", wa_sim::WA_VERSION),
+        "{health}"
+    );
+
+    let sim = stack.sim_client().unwrap();
+    let (status, _) = sim.post("/__sim/pair", Some(&json!({"code": "AAAA-AAAA"}))).await.unwrap();
+    assert_eq!(status, 422, "a wrong code is refused");
+    // The admin sees the code the phone expects (both refresh every 2 s: compare one moment).
+    wait_until("the admin's code is the page's", Duration::from_secs(30), || async {
+        let page = sim.get("/__sim/state").await.ok()?.1["pairing_code"].as_str()?.to_owned();
+        let admin = admin_status(&hub, &token).await?["pairing_code"]["code"].as_str()?.replace('-', "");
+        (page == admin).then_some(())
+    })
+    .await;
+    assert_ne!(refreshed, first);
+    // Typed on the phone: the code shown now (a refresh may land in between: type the new one).
+    wait_until("the phone accepts the code shown", Duration::from_secs(30), || async {
+        let code = admin_status(&hub, &token).await?["pairing_code"]["code"].as_str()?.to_owned();
+        let (status, _) = sim.post("/__sim/pair", Some(&json!({"code": code}))).await.ok()?;
+        (status == 200).then_some(())
+    })
+    .await;
+    let ready = wait_until("READY after the pairing code", Duration::from_secs(30), || async {
+        let body = admin_status(&hub, &token).await?;
+        (body["state"] == "READY").then_some(body)
+    })
+    .await;
+    assert_eq!(ready["phone_number"], "+5491155550000");
+    assert!(ready.get("pairing_code").is_none(), "{ready}");
+    stack.stop().await.unwrap();
+}

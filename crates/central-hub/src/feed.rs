@@ -96,9 +96,9 @@ pub fn with_cliente_id(json: &[u8], cliente_id: u64) -> Vec<u8> {
     out
 }
 
-/// The status as a client user may see it: everything but the QR.
+/// The status as a client user may see it: everything but the login credentials (QR, pairing code).
 pub fn without_qr(body: &StatusBody) -> StatusBody {
-    StatusBody { qr: None, ..body.clone() }
+    StatusBody { qr: None, pairing_code: None, ..body.clone() }
 }
 
 #[derive(Clone)]

@@ -20,7 +20,7 @@ use futures_util::stream::{self, Stream};
 use serde_json::{Value, json};
 use shared_contracts::{
     ClearSessionResponse, ClienteId, ConnectResponse, DisconnectResponse, ErrorBody, ErrorCode, MessageText,
-    PhoneNumber, QrInfo, SendRequest, SendResponse, SentMessage, SessionState, StatusBody,
+    PairingCode, PhoneNumber, QrInfo, SendRequest, SendResponse, SentMessage, SessionState, StatusBody,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -103,6 +103,14 @@ pub fn status_in(state: SessionState) -> StatusBody {
         phone_number: (state == SessionState::Ready).then(|| "+5491100000000".into()),
         since: "2026-01-01T00:00:00Z".into(),
         last_error: None,
+        // Linking by number: a credential exactly like the QR.
+        pairing_code: (state == SessionState::QrRequired).then(|| PairingCode {
+            code: "ABCD-EFGH".into(),
+            phone: "5491155550000".into(),
+            attempts: 1,
+            expires_at: 1_708_876_723_210,
+        }),
+        whatsapp: None,
     }
 }
 

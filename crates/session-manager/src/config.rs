@@ -43,6 +43,20 @@ pub const CHROMIUM: &str = "/usr/bin/chromium";
 pub const AUTO_BROWSERS: [&str; 3] =
     ["/usr/lib/chromium/chromium-headless-shell", "/usr/bin/chromium-headless-shell", CHROMIUM];
 
+/// What the binary runs besides serving the API.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Open WHATSAPP_WEB_URL in Chromium with a throw-away profile, wait for WhatsApp's modules and
+    /// print what the bridge finds (the build, each internal and where it was found). Never logs in
+    /// and leaves nothing behind. Exits 0 when compatible, 1 when a required internal is missing,
+    /// 2 when the page could not be probed.
+    Probe {
+        /// Print the inventory as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 /// Holds one WhatsApp Web session in a headless Chromium driven over CDP.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "session-manager", version, about)]
@@ -117,6 +131,13 @@ pub struct Config {
 
     /// Connects that start the browser accepted per minute (a burst of this many, refilled evenly);
     /// more get 429. A `/connect` while the session is already live is free (it changes nothing).
+    #[arg(long, env = "PAIRING_CODE_REFRESH_SECS", default_value_t = 180, value_parser = clap::value_parser!(u64).range(1..))]
+    pub pairing_code_refresh_secs: u64,
+
+    /// What to run: nothing serves the API; `probe` checks WHATSAPP_WEB_URL and exits.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     #[arg(long, env = "CONNECT_RATE_PER_MINUTE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub connect_rate_per_minute: u32,
 }
@@ -152,6 +173,11 @@ impl Config {
             return Err(format!("WHATSAPP_WEB_URL={} is not an http(s) URL", self.whatsapp_web_url));
         }
         Ok(())
+    }
+
+    /// How long a pairing code is used before a fresh one is asked for.
+    pub fn pairing_code_refresh(&self) -> Duration {
+        Duration::from_secs(self.pairing_code_refresh_secs)
     }
 
     /// The token, trimmed (call after [`Config::validate`]).

@@ -39,6 +39,9 @@ pub enum Error {
     #[error("the session is not ready to send (state {state})")]
     SessionNotReady { state: SessionState },
 
+    #[error("a pairing-code login cannot start: {reason}")]
+    PairingUnavailable { reason: String, hint: String },
+
     #[error("{number} has no WhatsApp account")]
     NumberNotOnWhatsapp { number: String },
 
@@ -85,6 +88,7 @@ impl Error {
             Error::NoQr { .. } => ErrorCode::NoQr,
             Error::SessionNotReady { .. } => ErrorCode::SessionNotReady,
             Error::NumberNotOnWhatsapp { .. } => ErrorCode::NumberNotOnWhatsapp,
+            Error::PairingUnavailable { .. } => ErrorCode::PairingUnavailable,
             Error::RateLimited { .. } => ErrorCode::RateLimited,
             Error::Browser(e) => e.code(),
             Error::Session(e) => e.code,
@@ -127,6 +131,7 @@ impl Error {
                 _ => "POST /connect and wait for READY, then retry".into(),
             },
             Error::NumberNotOnWhatsapp { .. } => "Check the number (country code included)".into(),
+            Error::PairingUnavailable { hint, .. } => hint.clone(),
             Error::RateLimited { retry_after_secs, setting, .. } => {
                 format!("Retry after {retry_after_secs} s ({setting} sets the limit)")
             }
@@ -167,7 +172,7 @@ impl Error {
                 json!({ "step": step, "path": path, "cause": source.to_string() })
             }
             Error::Qr(e) => json!({ "step": "draw the QR as text", "cause": e.to_string() }),
-            Error::Unauthorized | Error::ActorGone => json!({}),
+            Error::Unauthorized | Error::ActorGone | Error::PairingUnavailable { .. } => json!({}),
         }
     }
 

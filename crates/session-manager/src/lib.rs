@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod idempotency;
 pub mod metrics;
+pub mod probe;
 pub mod qr;
 pub mod routes;
 pub mod session;
@@ -95,6 +96,7 @@ impl Application {
             send_timeout: config.send_timeout(),
             max_qr_attempts: config.max_qr_attempts,
             takeover_on_conflict: config.takeover_on_conflict,
+            pairing_refresh: config.pairing_code_refresh(),
         };
         let session = SessionHandle::spawn(settings, data, lock);
         let (shutdown_tx, shutting_down) = watch::channel(false);
@@ -141,7 +143,7 @@ impl Application {
             let session = session.clone();
             tokio::spawn(async move {
                 tracing::info!("connecting at start-up (AUTO_CONNECT)");
-                if let Err(e) = session.connect().await {
+                if let Err(e) = session.connect(None).await {
                     tracing::error!(error = %e, "connect at start-up failed");
                 }
             });

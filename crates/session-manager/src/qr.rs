@@ -1,6 +1,6 @@
 //! The login QR: the page's string rendered once as PNG bytes (served by `/qr`) and the same PNG as
 //! a data URL (for `<img src>`, in the status), and as text for a terminal. The string is opaque:
-//! whatever WhatsApp draws is what we encode.
+//! whatever WhatsApp draws is what we encode. Also the pairing code's display form (`ABCD-EFGH`).
 
 use std::io::Cursor;
 use std::sync::Arc;
@@ -54,6 +54,18 @@ pub fn ascii(code: &str) -> Result<String, QrError> {
         .light_color(Dense1x2::Dark)
         .quiet_zone(true)
         .build())
+}
+
+/// `ABCDEFGH` as WhatsApp shows it, `ABCD-EFGH`; any other length is left as it is.
+pub fn display_code(code: &str) -> String {
+    let bare: String = code.chars().filter(|c| *c != '-').collect();
+    if bare.chars().count() == 8 {
+        let head: String = bare.chars().take(4).collect();
+        let tail: String = bare.chars().skip(4).collect();
+        format!("{head}-{tail}")
+    } else {
+        code.to_owned()
+    }
 }
 
 #[cfg(test)]

@@ -43,6 +43,10 @@ pub enum ErrorCode {
     PageLoadFailed,
     /// The session could not be brought up for another reason; `detail` carries the cause.
     ConnectionError,
+    /// The WhatsApp Web build lacks internals the bridge requires (named in the message).
+    WhatsappIncompatible,
+    /// A pairing-code login cannot be started now (no such feature in this build, or not waiting for a login).
+    PairingUnavailable,
     /// The page refused or failed to send the message; `detail` carries the cause.
     SendFailed,
     /// The page did not confirm the message in time.
@@ -83,7 +87,8 @@ impl ErrorCode {
             | ErrorCode::QrAttemptsExhausted
             | ErrorCode::LoggedOut
             | ErrorCode::Conflict
-            | ErrorCode::ProfileLocked => 409,
+            | ErrorCode::ProfileLocked
+            | ErrorCode::PairingUnavailable => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::HostNotAllowed => 421,
             ErrorCode::NumberNotOnWhatsapp | ErrorCode::IdempotencyKeyReused => 422,
@@ -93,6 +98,7 @@ impl ErrorCode {
             ErrorCode::BrowserCrashed
             | ErrorCode::PageLoadFailed
             | ErrorCode::ConnectionError
+            | ErrorCode::WhatsappIncompatible
             | ErrorCode::SendFailed
             | ErrorCode::LoginBusy
             | ErrorCode::DatabaseError => 503,
@@ -120,6 +126,8 @@ impl ErrorCode {
             ErrorCode::BrowserCrashed => "BROWSER_CRASHED",
             ErrorCode::PageLoadFailed => "PAGE_LOAD_FAILED",
             ErrorCode::ConnectionError => "CONNECTION_ERROR",
+            ErrorCode::WhatsappIncompatible => "WHATSAPP_INCOMPATIBLE",
+            ErrorCode::PairingUnavailable => "PAIRING_UNAVAILABLE",
             ErrorCode::SendFailed => "SEND_FAILED",
             ErrorCode::SendTimeout => "SEND_TIMEOUT",
             ErrorCode::QrAttemptsExhausted => "QR_ATTEMPTS_EXHAUSTED",
@@ -196,6 +204,8 @@ mod tests {
             ("RATE_LIMITED", 429),
             ("BROWSER_LAUNCH_FAILED", 500),
             ("CONNECTION_ERROR", 503),
+            ("WHATSAPP_INCOMPATIBLE", 503),
+            ("PAIRING_UNAVAILABLE", 409),
             ("SEND_FAILED", 503),
             ("SESSION_MANAGER_UNREACHABLE", 502),
             ("SESSION_MANAGER_TIMEOUT", 504),

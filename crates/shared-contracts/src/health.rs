@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::SessionState;
+use crate::{SessionState, WhatsappInventory};
 
 /// `GET /health` of the session-manager (never touches the browser).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -12,6 +12,9 @@ pub struct HealthBody {
     pub service: String,
     /// RFC 3339.
     pub timestamp: String,
+    /// The WhatsApp Web build of the last page loaded and its inventory (absent before the first load).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub whatsapp: Option<WhatsappInventory>,
 }
 
 /// `GET /health` of the central-hub: `status` is `ok` or `degraded`.
@@ -47,4 +50,7 @@ pub struct ManagerCheck {
     pub state: Option<SessionState>,
     /// Which step failed and why (`connection refused at http://127.0.0.1:3011 ...`).
     pub error: Option<String>,
+    /// `WhatsApp Web build X: compatible` / `incompatible (missing: ...)`, once the manager loaded a page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub whatsapp: Option<String>,
 }

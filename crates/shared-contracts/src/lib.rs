@@ -20,6 +20,7 @@ mod newtype;
 mod phone_number;
 mod request_id;
 mod session;
+mod whatsapp;
 
 pub use cliente_id::ClienteId;
 pub use email::{Email, MAX_EMAIL_LEN};
@@ -32,9 +33,11 @@ pub use message_text::{MAX_MESSAGE_CHARS, MessageText};
 pub use phone_number::PhoneNumber;
 pub use request_id::{MAX_REQUEST_ID_LEN, RequestId};
 pub use session::{
-    ClearSessionResponse, ConnectResponse, DisconnectRequest, DisconnectResponse, LastError, ProfileBackup,
-    QrInfo, SendRequest, SendResponse, SentMessage, SessionState, StatusBody,
+    ClearSessionResponse, ConnectRequest, ConnectResponse, DisconnectRequest, DisconnectResponse, LastError,
+    PairingCode, ProfileBackup, QrInfo, SendRequest, SendResponse, SentMessage, SessionState, StatusBody,
 };
+
+pub use whatsapp::{InternalLocation, WhatsappInventory};
 
 /// The name of the one session this gateway holds.
 pub const ADMIN_SESSION: &str = "admin";

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ClienteId, ErrorCode, MessageText, PhoneNumber};
+use crate::{ClienteId, ErrorCode, MessageText, PhoneNumber, WhatsappInventory};
 
 /// The state of the WhatsApp Web session, serialized in capitals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -100,6 +100,35 @@ pub struct StatusBody {
     /// When the current state was entered, RFC 3339.
     pub since: String,
     pub last_error: Option<LastError>,
+    /// The code to type on the phone (Linked devices > Link with phone number), while a
+    /// pairing-code login waits in `QR_REQUIRED`. A credential, like `qr`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pairing_code: Option<PairingCode>,
+    /// The WhatsApp Web build the page loaded and what the bridge found in it (once loaded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub whatsapp: Option<WhatsappInventory>,
+}
+
+/// A pairing code: link the account by typing it on the phone instead of scanning the QR.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PairingCode {
+    /// Eight characters shown as `ABCD-EFGH`.
+    pub code: String,
+    /// The number (digits) the code was asked for: only that phone can use it.
+    pub phone: String,
+    /// 1 for the first code of a connect, +1 at each refresh.
+    pub attempts: u32,
+    /// When the manager asks for a fresh code, Unix milliseconds.
+    pub expires_at: i64,
+}
+
+/// Optional body of `POST /connect`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectRequest {
+    /// Link with a pairing code for this phone number (digits, `+`, spaces, dashes) instead of a QR.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pairing_phone: Option<String>,
 }
 
 /// `POST /connect`.

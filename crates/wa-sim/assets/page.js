@@ -248,6 +248,30 @@
     return login ? new Wid(login.phone, 'c.us') : null;
   }
 
+  // The simulator's LID of a phone number: '20' + the digits reversed (documented in the README, so
+  // tests can name the LID a message must come from). Real LIDs are unrelated numbers.
+  const lidToPhone = new Map();
+  function lidOf(digits) {
+    const lid = '20' + String(digits).split('').reverse().join('');
+    lidToPhone.set(lid, String(digits));
+    return lid;
+  }
+
+  function meLid() {
+    return login ? new Wid(lidOf(login.phone), 'lid') : null;
+  }
+
+  // ---------------------------------------------------------------- pairing code (link with a number)
+
+  const PAIRING_ALPHABET = 'ABCDEFGHJKLMNPQRSTVWXYZ23456789';
+  // `{code, phone}` of the code this page shows, or null.
+  let pairing = null;
+  let pairingType = null;
+
+  function newPairingCode() {
+    return Array.from(randomBytes(8), (b) => PAIRING_ALPHABET[b % PAIRING_ALPHABET.length]).join('');
+  }
+
   class MsgKey {
     constructor({ from, to, id, participant, selfDir }) {
       this.fromMe = selfDir === 'out';
@@ -276,9 +300,11 @@
         const to = typeof msg.to === 'string' ? createWid(msg.to) : msg.to;
         const recorded = await postJson('/__sim/api/messages', {
           token: login.token,
-          to: to.user,
+          to: to.isLid() ? lidToPhone.get(to.user) || to.user : to.user,
           text: String(msg.body),
           id: Collection.keyOf(msg.id),
+          from: msg.from ? Collection.keyOf(msg.from) : null,
+          chat: Collection.keyOf(to),
         });
         if (!recorded.ok) return { messageSendResult: 'ERROR' };
         model.ack = 1;
@@ -308,18 +334,41 @@
       },
     },
     WAWebAdvSignatureApi: { getADVSecretKey: async () => keys.adv },
+    WAWebUserPrefsMultiDevice: { getADVSecretKey: async () => keys.adv },
     WAWebCompanionRegClientUtils: { DEVICE_PLATFORM: '1' },
     WABase64: {
       encodeB64: (data) => toB64(data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength)),
     },
-    WAWebUserPrefsMeUser: { getMaybeMePnUser: me, getMeUser: me },
+    WAWebUserPrefsMeUser: { getMaybeMePnUser: me, getMeUser: me, getMaybeMeLidUser: meLid },
+    WAWebApiContact: {
+      getCurrentLid: (wid) => (wid ? new Wid(lidOf(typeof wid === 'string' ? createWid(wid).user : wid.user), 'lid') : null),
+    },
+    WAWebAltDeviceLinkingApi: {
+      setPairingType: (type) => {
+        pairingType = type;
+      },
+      initializeAltDeviceLinking: async () => {},
+      // A new code for `phone` replaces the previous one (the phone accepts only the latest).
+      startAltLinkingFlow: async (phone, _showNotification) => {
+        if (pairingType !== 'ALT_DEVICE_LINKING') throw new Error('startAltLinkingFlow: pairing type not set');
+        if (Socket.state !== 'UNPAIRED' && Socket.state !== 'UNPAIRED_IDLE') {
+          throw new Error('startAltLinkingFlow: not unpaired (' + Socket.state + ')');
+        }
+        const digits = String(phone).replace(/\D/g, '');
+        if (!digits) throw new Error('startAltLinkingFlow: no phone number');
+        pairing = { code: newPairingCode(), phone: digits };
+        report();
+        return pairing.code;
+      },
+    },
     WAWebWidFactory: { createWid },
     WAWebQueryExistsJob: {
       queryWidExists: async (wid) => {
         const user = typeof wid === 'string' ? createWid(wid).user : wid.user;
         const response = await fetch('/__sim/api/exists?user=' + encodeURIComponent(user));
         const answer = await response.json();
-        return answer.exists ? { wid: createWid(user + '@c.us') } : null;
+        if (!answer.exists) return null;
+        return { wid: answer.lid ? new Wid(lidOf(user), 'lid') : createWid(user + '@c.us') };
       },
     },
     WAWebCollections: { Chat, Msg },
@@ -335,6 +384,19 @@
     WAWebGetEphemeralFieldsMsgActionsUtils: { getEphemeralFields: () => ({}) },
     WAWebSendMsgChatAction: { addAndSendMsgToChat },
   };
+
+  // `--without-module`: a module, or one member of it, that this "build" does not have.
+  for (const name of CONFIG.without_modules || []) {
+    const dot = name.indexOf('.');
+    if (dot < 0) {
+      delete MODULES[name];
+    } else if (MODULES[name.slice(0, dot)]) {
+      const module = name.slice(0, dot);
+      const copy = typeof MODULES[module] === 'function' ? MODULES[module] : Object.assign({}, MODULES[module]);
+      delete copy[name.slice(dot + 1)];
+      MODULES[module] = copy;
+    }
+  }
 
   const modulesMap = {};
   for (const name of Object.keys(MODULES)) modulesMap[name] = { id: name, exports: MODULES[name] };
@@ -383,7 +445,7 @@
     }
     const slot = document.getElementById('qr-slot');
     if (!slot) return;
-    let holder = slot.querySelector('div[data-ref]');
+    let holder = slot.querySelector('div');
     if (!holder) {
       holder = document.createElement('div');
       const canvas = document.createElement('canvas');
@@ -400,12 +462,12 @@
       canvas.height = image.naturalHeight;
       canvas.getContext('2d').drawImage(image, 0, 0);
     }
-    holder.setAttribute('data-ref', qr);
+    if (CONFIG.qr_data_ref) holder.setAttribute('data-ref', qr);
     drawnQr = qr;
   }
 
   function showReloadButton() {
-    const holder = document.querySelector('div[data-ref]');
+    const holder = document.querySelector('#qr-slot > div');
     if (!holder || holder.querySelector('span')) return;
     const span = document.createElement('span');
     const button = document.createElement('button');
@@ -454,6 +516,8 @@
       ref: Conn.ref,
       qr: drawnQr,
       phone: login ? login.phone : null,
+      pairing_code: pairing ? pairing.code : null,
+      pairing_phone: pairing ? pairing.phone : null,
     }).catch(() => {});
   }
 
@@ -472,6 +536,8 @@
       if (modulesDefined) report();
     } else if (command.type === 'scan') {
       onScan(command.token, command.phone);
+    } else if (command.type === 'pair') {
+      onPair(command.token, command.phone);
     } else if (command.type === 'logout') {
       if (login) logOut();
     } else if (command.type === 'conflict') {
@@ -497,17 +563,9 @@
     clearTimeout(batchTimer);
   }
 
+  // Built from the key material itself, not through the modules (which `--without-module` may hide).
   async function composeQr(ref) {
-    const noise = await MODULES.WAWebUserPrefsInfoStore.waNoiseInfo.get();
-    const registration = await MODULES.WAWebSignalStoreApi.waSignalStore.getRegistrationInfo();
-    const adv = await MODULES.WAWebAdvSignatureApi.getADVSecretKey();
-    const code = [
-      ref,
-      MODULES.WABase64.encodeB64(noise.staticKeyPair.pubKey),
-      MODULES.WABase64.encodeB64(registration.identityKeyPair.pubKey),
-      adv,
-      MODULES.WAWebCompanionRegClientUtils.DEVICE_PLATFORM,
-    ].join(',');
+    const code = [ref, keys.noise, keys.identity, keys.adv, '1'].join(',');
     return CONFIG.qr_prefix ? QR_PREFIX + code : code;
   }
 
@@ -554,6 +612,17 @@
 
   async function onScan(token, phone) {
     if (Socket.state !== 'UNPAIRED' || loggingOut) return;
+    linkDevice(token, phone);
+  }
+
+  // The phone accepted this page's pairing code: logged in as the number the code was asked for.
+  async function onPair(token, phone) {
+    if ((Socket.state !== 'UNPAIRED' && Socket.state !== 'UNPAIRED_IDLE') || loggingOut) return;
+    linkDevice(token, phone);
+  }
+
+  async function linkDevice(token, phone) {
+    pairing = null;
     stopFlows();
     saveLogin({ token, phone });
     showLoading();

@@ -26,6 +26,13 @@ pub struct SimConfig {
     pub phone: String,
     /// Serve the real page to `HeadlessChrome` user agents instead of the refusal page.
     pub allow_headless_ua: bool,
+    /// Modules (`WAWebAdvSignatureApi`) or single members (`WAWebUserPrefsMeUser.getMaybeMeLidUser`)
+    /// the page leaves out, as a WhatsApp build that moved or dropped them would.
+    pub without_modules: Vec<String>,
+    /// Digits of numbers whose chat WhatsApp addresses by LID (`queryWidExists` answers a `@lid` wid).
+    pub lid_numbers: Vec<String>,
+    /// Set `data-ref` on the QR's container (WhatsApp does); off, a bridge must build the string itself.
+    pub qr_data_ref: bool,
 }
 
 impl Default for SimConfig {
@@ -40,6 +47,9 @@ impl Default for SimConfig {
             qr_prefix: false,
             phone: "5491100000000".to_owned(),
             allow_headless_ua: false,
+            without_modules: Vec::new(),
+            lid_numbers: Vec::new(),
+            qr_data_ref: true,
         }
     }
 }
@@ -52,16 +62,20 @@ pub(crate) struct PageConfig {
     pub max_refs: u32,
     pub qr_prefix: bool,
     pub version: &'static str,
+    pub without_modules: Vec<String>,
+    pub qr_data_ref: bool,
 }
 
 impl PageConfig {
-    pub(crate) fn from_config(config: &SimConfig) -> Self {
+    pub(crate) fn from_config(config: &SimConfig, without_modules: Vec<String>) -> Self {
         PageConfig {
             qr_rotate_ms: config.qr_rotate_ms,
             load_delay_ms: config.load_delay_ms,
             max_refs: config.max_refs,
             qr_prefix: config.qr_prefix,
             version: WA_VERSION,
+            without_modules,
+            qr_data_ref: config.qr_data_ref,
         }
     }
 }
@@ -72,4 +86,7 @@ impl PageConfig {
 pub struct ConfigPatch {
     pub unknown_numbers: Option<Vec<String>>,
     pub send_latency_ms: Option<u64>,
+    pub lid_numbers: Option<Vec<String>>,
+    /// For pages loaded from now on.
+    pub without_modules: Option<Vec<String>>,
 }

@@ -18,6 +18,8 @@ pub enum SimError {
     UnknownPage(String),
     #[error("the login token is not valid (logged out or never scanned)")]
     InvalidLogin,
+    #[error("no page shows this pairing code (wrong, expired, or the page is not waiting for one)")]
+    WrongPairingCode,
     #[error("bad request: {0}")]
     BadRequest(String),
     #[error("no route {0}")]
@@ -35,6 +37,7 @@ impl SimError {
             SimError::NoConnectedPage => "no_connected_page",
             SimError::UnknownPage(_) => "unknown_page",
             SimError::InvalidLogin => "invalid_login",
+            SimError::WrongPairingCode => "wrong_pairing_code",
             SimError::BadRequest(_) => "bad_request",
             SimError::NotFound(_) => "not_found",
             SimError::QrRender(_) => "qr_render_failed",
@@ -49,6 +52,7 @@ impl SimError {
             | SimError::UnknownPage(_)
             | SimError::InvalidLogin => StatusCode::CONFLICT,
             SimError::BadRequest(_) | SimError::QrRender(_) => StatusCode::BAD_REQUEST,
+            SimError::WrongPairingCode => StatusCode::UNPROCESSABLE_ENTITY,
             SimError::NotFound(_) => StatusCode::NOT_FOUND,
         }
     }
@@ -60,6 +64,9 @@ impl SimError {
             SimError::NoConnectedPage => "scan a QR code and wait until the page is CONNECTED",
             SimError::UnknownPage(_) => "reload the page so it opens /__sim/api/events again",
             SimError::InvalidLogin => "the page must show a QR code and be scanned again",
+            SimError::WrongPairingCode => {
+                "type the code the linking page shows now (GET /__sim/state has it)"
+            }
             SimError::BadRequest(_) => "send the JSON body the simulator's README describes",
             SimError::NotFound(_) => "see the control API in crates/wa-sim/README.md",
             SimError::QrRender(_) => "pass a shorter `data` (at most about 2900 bytes)",

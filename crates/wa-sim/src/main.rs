@@ -39,6 +39,16 @@ struct Cli {
     /// Serve the real page to HeadlessChrome user agents too.
     #[arg(long)]
     allow_headless_ua: bool,
+    /// Leave a module (`WAWebAdvSignatureApi`) or one member (`WAWebUserPrefsMeUser.getMaybeMeLidUser`)
+    /// out of the page, as a WhatsApp build that moved it would (repeatable).
+    #[arg(long = "without-module", value_name = "NAME")]
+    without_modules: Vec<String>,
+    /// Numbers (digits, comma-separated) whose chats are LID-addressed.
+    #[arg(long, value_delimiter = ',')]
+    lid_numbers: Vec<String>,
+    /// Do not put the QR string in the container's `data-ref` attribute.
+    #[arg(long)]
+    no_qr_data_ref: bool,
 }
 
 #[tokio::main]
@@ -55,6 +65,9 @@ async fn main() -> std::io::Result<()> {
         qr_prefix: cli.qr_prefix,
         phone: cli.phone,
         allow_headless_ua: cli.allow_headless_ua,
+        without_modules: cli.without_modules,
+        lid_numbers: cli.lid_numbers.into_iter().filter(|n| !n.is_empty()).collect(),
+        qr_data_ref: !cli.no_qr_data_ref,
     };
     wa_sim::run(config, cli.host).await
 }

@@ -22,6 +22,8 @@ pub enum PageCommand {
     Logout,
     /// WhatsApp was opened in another browser.
     Conflict,
+    /// The phone accepted the pairing code the page shows: store this login (like a scan).
+    Pair { token: String, phone: String },
 }
 
 /// What a page last told the server it shows.
@@ -36,6 +38,11 @@ pub struct PageReport {
     /// The full string drawn in the QR canvas (prefix included).
     pub qr: Option<String>,
     pub phone: Option<String>,
+    /// The pairing code the page shows (8 characters, no dash), and the number it was asked for.
+    #[serde(default)]
+    pub pairing_code: Option<String>,
+    #[serde(default)]
+    pub pairing_phone: Option<String>,
 }
 
 /// One message the page sent.
@@ -46,6 +53,12 @@ pub struct RecordedMessage {
     pub id: String,
     /// Milliseconds since the Unix epoch, when the server recorded it.
     pub timestamp: i64,
+    /// The serialized `from` of the message (`<phone>@c.us`, or the LID user `<lid>@lid`).
+    #[serde(default)]
+    pub from: Option<String>,
+    /// The serialized chat id it was sent to (`<digits>@c.us` or `<lid>@lid`).
+    #[serde(default)]
+    pub chat: Option<String>,
 }
 
 struct Page {
@@ -59,6 +72,8 @@ struct Page {
 #[derive(Default)]
 struct Inner {
     unknown_numbers: Vec<String>,
+    lid_numbers: Vec<String>,
+    without_modules: Vec<String>,
     send_latency_ms: u64,
     pages: HashMap<String, Page>,
     /// Login token -> phone of every linked device.
@@ -83,6 +98,8 @@ impl AppState {
     pub fn new(config: SimConfig) -> Self {
         let inner = Inner {
             unknown_numbers: config.unknown_numbers.clone(),
+            lid_numbers: config.lid_numbers.clone(),
+            without_modules: config.without_modules.clone(),
             send_latency_ms: config.send_latency_ms,
             ..Inner::default()
         };
@@ -201,6 +218,30 @@ impl AppState {
         count
     }
 
+    /// The modules (or `Module.member`s) the next page loaded leaves out.
+    pub fn without_modules(&self) -> Vec<String> {
+        self.inner().without_modules.clone()
+    }
+
+    pub fn is_lid_number(&self, digits: &str) -> bool {
+        self.inner().lid_numbers.iter().any(|n| n == digits)
+    }
+
+    /// Sends `command` to the page showing pairing code `code` (dash and case ignored) while
+    /// unpaired; returns the number the code was asked for, or `None` when no page shows it.
+    pub fn send_to_pairing(&self, code: &str, make: impl FnOnce(String) -> PageCommand) -> Option<String> {
+        let wanted: String = code.chars().filter(|c| *c != '-').collect::<String>().to_ascii_uppercase();
+        let inner = self.inner();
+        let page = inner.pages.values().filter_map(|p| p.report.as_ref().map(|r| (p, r))).find(|(_, r)| {
+            matches!(r.socket_state.as_deref(), Some("UNPAIRED" | "UNPAIRED_IDLE"))
+                && r.pairing_code.as_deref() == Some(wanted.as_str())
+        });
+        let (page, report) = page?;
+        let phone = report.pairing_phone.clone()?;
+        page.tx.send(make(phone.clone())).ok()?;
+        Some(phone)
+    }
+
     pub fn is_unknown_number(&self, digits: &str) -> bool {
         self.inner().unknown_numbers.iter().any(|n| n == digits)
     }
@@ -225,6 +266,12 @@ impl AppState {
         }
         if let Some(latency) = patch.send_latency_ms {
             inner.send_latency_ms = latency;
+        }
+        if let Some(numbers) = patch.lid_numbers {
+            inner.lid_numbers = numbers;
+        }
+        if let Some(modules) = patch.without_modules {
+            inner.without_modules = modules;
         }
         (inner.unknown_numbers.clone(), inner.send_latency_ms)
     }

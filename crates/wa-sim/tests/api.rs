@@ -78,7 +78,11 @@ async fn state_with_no_page_open_is_empty() {
     let app = app(SimConfig::default());
     let (status, state) = call(&app, "GET", "/__sim/state", None).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(state, json!({"socket_state": null, "ref": null, "qr": null, "phone": null, "pages": 0}));
+    assert_eq!(
+        state,
+        json!({"socket_state": null, "ref": null, "qr": null, "phone": null, "pairing_code": null,
+               "pairing_phone": null, "pages": 0})
+    );
 }
 
 #[tokio::test]
@@ -108,18 +112,36 @@ async fn bad_bodies_and_unknown_routes_get_json_errors() {
 }
 
 #[tokio::test]
+async fn a_wrong_pairing_code_is_refused_and_lid_numbers_are_reported_as_such() {
+    let app = app(SimConfig { lid_numbers: vec!["333".into()], ..SimConfig::default() });
+    let (status, body) = call(&app, "POST", "/__sim/pair", Some(json!({"code": "ABCD-EFGH"}))).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("wrong_pairing_code"))
+    );
+    let (status, body) = call(&app, "POST", "/__sim/pair", Some(json!({"phone": "1"}))).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_request")));
+    let (_, answer) = call(&app, "GET", "/__sim/api/exists?user=333", None).await;
+    assert_eq!(answer, json!({"exists": true, "lid": true}));
+    let (status, _) = call(&app, "PUT", "/__sim/config", Some(json!({"lid_numbers": []}))).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, answer) = call(&app, "GET", "/__sim/api/exists?user=333", None).await;
+    assert_eq!(answer, json!({"exists": true, "lid": false}));
+}
+
+#[tokio::test]
 async fn config_patch_changes_which_numbers_exist() {
     let app = app(SimConfig { unknown_numbers: vec!["111".into()], ..SimConfig::default() });
     let (_, answer) = call(&app, "GET", "/__sim/api/exists?user=111", None).await;
-    assert_eq!(answer, json!({"exists": false}));
+    assert_eq!(answer, json!({"exists": false, "lid": false}));
     let patch = json!({"unknown_numbers": ["222"]});
     let (status, effective) = call(&app, "PUT", "/__sim/config", Some(patch)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(effective, json!({"unknown_numbers": ["222"], "send_latency_ms": 0}));
     let (_, answer) = call(&app, "GET", "/__sim/api/exists?user=111", None).await;
-    assert_eq!(answer, json!({"exists": true}));
+    assert_eq!(answer, json!({"exists": true, "lid": false}));
     let (_, answer) = call(&app, "GET", "/__sim/api/exists?user=222", None).await;
-    assert_eq!(answer, json!({"exists": false}));
+    assert_eq!(answer, json!({"exists": false, "lid": false}));
     let (_, effective) = call(&app, "PUT", "/__sim/config", Some(json!({"send_latency_ms": 5}))).await;
     assert_eq!(effective, json!({"unknown_numbers": ["222"], "send_latency_ms": 5}));
 }

@@ -6,9 +6,9 @@ import { clearErrors, hideNotice, showFailure, showNotice } from "./banners.js";
 import { isLive, pollStatus } from "./live.js";
 import { $, app, render, t } from "./state.js";
 
-const LIVE_STATES = new Set(["CONNECTING", "QR_REQUIRED", "AUTHENTICATED", "READY"]);
+export const LIVE_STATES = new Set(["CONNECTING", "QR_REQUIRED", "AUTHENTICATED", "READY"]);
 
-async function runAction(name, path, body, doneKey) {
+export async function runAction(name, path, body, doneKey) {
   if (app.busy.has(name)) return;
   app.busy.add(name);
   clearErrors();

@@ -15,7 +15,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 use shared_contracts::{
-    CLIENTE_ID_HEADER, ClearSessionResponse, ClienteId, ConnectResponse, DisconnectRequest,
+    CLIENTE_ID_HEADER, ClearSessionResponse, ClienteId, ConnectRequest, ConnectResponse, DisconnectRequest,
     DisconnectResponse, IDEMPOTENCY_KEY_HEADER, IdempotencyKey, QrInfo, SendRequest, SendResponse,
     StatusBody,
 };
@@ -87,8 +87,8 @@ impl SessionManagerClient {
         self.get("/qr-code", cliente_id).await
     }
 
-    pub async fn connect(&self) -> Result<ConnectResponse, ClientError> {
-        self.post("/connect", &json!({})).await
+    pub async fn connect(&self, body: &ConnectRequest) -> Result<ConnectResponse, ClientError> {
+        self.post("/connect", body).await
     }
 
     pub async fn disconnect(&self, body: &DisconnectRequest) -> Result<DisconnectResponse, ClientError> {

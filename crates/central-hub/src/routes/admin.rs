@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::stream::{self, Stream, StreamExt};
 use serde_json::json;
-use shared_contracts::DisconnectRequest;
+use shared_contracts::{ConnectRequest, DisconnectRequest};
 
 use crate::auth::AdminUser;
 use crate::db::{AuditEntry, User};
@@ -33,9 +33,15 @@ async fn status(State(state): State<AppState>, AdminUser(_): AdminUser) -> Resul
     Ok(super::json_response(super::current_status_json(&state, true, None).await?))
 }
 
-async fn connect(State(state): State<AppState>, AdminUser(admin): AdminUser) -> Result<Response, ApiError> {
-    let result = state.manager.connect().await;
-    audited(&state, &admin, "whatsapp.connect", None, result).await
+/// The body is optional: `{"pairing_phone":"<digits>"}` links with a code typed on that phone.
+async fn connect(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    OptionalJson(body): OptionalJson<ConnectRequest>,
+) -> Result<Response, ApiError> {
+    let result = state.manager.connect(&body).await;
+    let detail = body.pairing_phone.as_ref().map(|phone| json!({ "pairing_phone": phone }).to_string());
+    audited(&state, &admin, "whatsapp.connect", detail, result).await
 }
 
 async fn disconnect(

@@ -100,8 +100,11 @@ async fn check_manager(state: &AppState) -> ManagerCheck {
             latency_ms: Some(started.elapsed().as_millis() as u64),
             state: Some(status.state),
             error: None,
+            whatsapp: status.whatsapp.map(|w| w.summary),
         },
-        Err(error) => ManagerCheck { ok: false, url, latency_ms: None, state: None, error: Some(error) },
+        Err(error) => {
+            ManagerCheck { ok: false, url, latency_ms: None, state: None, error: Some(error), whatsapp: None }
+        }
     }
 }
 

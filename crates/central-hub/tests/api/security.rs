@@ -35,10 +35,12 @@ async fn a_client_gets_its_status_without_the_qr_and_a_403_for_the_qr_code() {
             assert!(body.get(field).is_some(), "{source}: {field} missing in {body}");
         }
         assert!(body.get("qr").is_none(), "{source}: a client must never get the QR: {body}");
+        assert!(body.get("pairing_code").is_none(), "{source}: nor the pairing code: {body}");
 
         let (status, body) = status_and_json(app.get("/api/whatsapp/7/status", Some(&admin)).await).await;
         assert_eq!(status, 200, "{source}: {body}");
         assert!(body["qr"]["url"].as_str().unwrap().starts_with("2@"), "{source}: admins get it: {body}");
+        assert_eq!(body["pairing_code"]["code"], "ABCD-EFGH", "{source}: admins get the code too: {body}");
         assert_eq!(body["cliente_id"], 7, "{source}: {body}");
     }
 

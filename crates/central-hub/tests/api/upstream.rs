@@ -130,7 +130,7 @@ async fn gets_are_retried_with_back_off_on_a_connection_failure_and_posts_never(
 
     // Nothing listens: a POST is tried exactly once (it might not be idempotent)...
     let (client, metrics) = client_with_retries(&url, 2);
-    let err = client.connect().await.unwrap_err();
+    let err = client.connect(&Default::default()).await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::SessionManagerUnreachable, "{err}");
     assert_eq!(metrics.manager_requests(), 1, "a POST is never retried");
     // ...and a GET 1 + 2 times.
@@ -155,7 +155,7 @@ async fn gets_are_retried_with_back_off_on_a_connection_failure_and_posts_never(
     assert_eq!(manager.count("GET /status"), 1, "only the successful attempt reached the manager");
 
     // The POST that failed before the manager came up was not replayed: only this one arrives.
-    client.connect().await.expect("the manager is up");
+    client.connect(&Default::default()).await.expect("the manager is up");
     assert_eq!(manager.count("POST /connect"), 1);
     manager.stop().await;
 }

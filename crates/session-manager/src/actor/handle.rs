@@ -23,6 +23,8 @@ pub struct ActorSettings {
     pub send_timeout: Duration,
     pub max_qr_attempts: u32,
     pub takeover_on_conflict: bool,
+    /// How long a pairing code is used before a fresh one is asked for.
+    pub pairing_refresh: Duration,
 }
 
 /// What `POST /connect` learns.
@@ -33,7 +35,7 @@ pub struct ConnectOutcome {
 }
 
 pub(super) enum Command {
-    Connect(oneshot::Sender<Result<ConnectOutcome, Error>>),
+    Connect { pairing: Option<PhoneNumber>, reply: oneshot::Sender<Result<ConnectOutcome, Error>> },
     Disconnect { logout: bool, reply: oneshot::Sender<()> },
     ClearSession(oneshot::Sender<Result<Option<PathBuf>, Error>>),
     Send { to: PhoneNumber, text: MessageText, reply: oneshot::Sender<Result<SentMessage, Error>> },
@@ -79,8 +81,9 @@ impl SessionHandle {
         rx.await.map_err(|_| Error::ActorGone)
     }
 
-    pub async fn connect(&self) -> Result<ConnectOutcome, Error> {
-        self.ask(Command::Connect).await?
+    /// Connects; with `pairing`, links by a code typed on that phone instead of a QR.
+    pub async fn connect(&self, pairing: Option<PhoneNumber>) -> Result<ConnectOutcome, Error> {
+        self.ask(|reply| Command::Connect { pairing, reply }).await?
     }
 
     pub async fn disconnect(&self, logout: bool) -> Result<(), Error> {

@@ -70,6 +70,7 @@ impl Actor {
         self.generation += 1;
         self.page = None;
         self.load_deadline = None;
+        self.pairing_refresh_at = None;
         if let Some(browser) = self.browser.take() {
             let tail = browser.stderr_tail();
             if !tail.is_empty() {

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use chromiumoxide::Page;
-use shared_contracts::SessionState;
+use shared_contracts::{PhoneNumber, SessionState, WhatsappInventory};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -66,6 +66,10 @@ struct Actor {
     metrics: Arc<Metrics>,
     /// When the current launch began (for the start-up durations logged at debug level).
     launched_at: Option<std::time::Instant>,
+    /// What the bridge found in the last page loaded (kept across closes: the last build seen).
+    inventory: Option<WhatsappInventory>,
+    /// When to ask the page for a fresh pairing code.
+    pairing_refresh_at: Option<Instant>,
 }
 
 impl Actor {
@@ -77,7 +81,8 @@ impl Actor {
         metrics: Arc<Metrics>,
     ) -> (mpsc::Sender<Command>, watch::Receiver<Snapshot>) {
         let session =
-            Session::new(settings.max_qr_attempts, settings.takeover_on_conflict, OffsetDateTime::now_utc());
+            Session::new(settings.max_qr_attempts, settings.takeover_on_conflict, OffsetDateTime::now_utc())
+                .with_pairing_refresh(settings.pairing_refresh);
         let (snapshot_tx, snapshot) = watch::channel(session.snapshot());
         let (commands, command_rx) = mpsc::channel(64);
         let (signal_tx, signal_rx) = mpsc::unbounded_channel();
@@ -97,6 +102,8 @@ impl Actor {
             backup: None,
             metrics,
             launched_at: None,
+            inventory: None,
+            pairing_refresh_at: None,
         };
         tokio::spawn(actor.run(command_rx, signal_rx));
         (commands, snapshot)
@@ -121,6 +128,10 @@ impl Actor {
                     }
                 },
                 Some(signal) = signals.recv() => self.signal(signal).await,
+                _ = sleep_until(self.pairing_refresh_at), if self.pairing_refresh_at.is_some() => {
+                    self.pairing_refresh_at = None;
+                    self.dispatch(Event::PairingCodeDue).await;
+                }
                 _ = sleep_until(self.reconnect_at), if self.reconnect_at.is_some() => {
                     self.reconnect_at = None;
                     self.dispatch(Event::ReconnectDue).await;
@@ -138,9 +149,18 @@ impl Actor {
 
     async fn command(&mut self, command: Command) -> Flow {
         match command {
-            Command::Connect(reply) => {
+            Command::Connect { pairing, reply } => {
                 let already_connected = self.session.state().is_live();
+                if let Some(phone) = &pairing
+                    && let Err(e) = self.pairing_possible(phone)
+                {
+                    let _ = reply.send(Err(e));
+                    return Flow::Continue;
+                }
                 self.dispatch(Event::Connect).await;
+                if let Some(phone) = pairing {
+                    self.dispatch(Event::PairingRequested { phone: phone.as_str().to_owned() }).await;
+                }
                 let answer = match self.launch_error.take() {
                     Some(err) => Err(Error::Browser(err)),
                     None => Ok(ConnectOutcome { already_connected, state: self.session.state() }),
@@ -208,8 +228,46 @@ impl Actor {
         self.dispatch(event).await;
     }
 
+    /// A pairing-code login needs a session not linked yet, and a WhatsApp build with the pairing
+    /// internals (when a build was seen).
+    fn pairing_possible(&self, phone: &PhoneNumber) -> Result<(), Error> {
+        let state = self.session.state();
+        if matches!(state, SessionState::Authenticated | SessionState::Ready) {
+            return Err(Error::PairingUnavailable {
+                reason: format!("the session is already linked (state {state})"),
+                hint: "POST /disconnect with {\"logout\":true} first to link another phone".into(),
+            });
+        }
+        match &self.inventory {
+            Some(inventory) if !inventory.has_feature("pairing") => Err(Error::PairingUnavailable {
+                reason: format!(
+                    "{} has no pairing-code login (WAWebAltDeviceLinkingApi not found), asked for {}",
+                    inventory.summary,
+                    phone.as_str()
+                ),
+                hint: "Link with the QR instead; a bridge update may restore pairing codes".into(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     fn page_event(&mut self, event: PageEvent) -> Option<Event> {
         match event {
+            PageEvent::Inventory(inventory) => {
+                self.load_deadline = None;
+                let failure = protocol::incompatible(&inventory);
+                match &failure {
+                    Some(failure) => tracing::error!(summary = %inventory.summary, "{}", failure.message),
+                    None if !inventory.features_disabled.is_empty() => tracing::warn!(
+                        summary = %inventory.summary,
+                        disabled = ?inventory.features_disabled,
+                        "WhatsApp Web build without some optional internals: these features are off"
+                    ),
+                    None => tracing::info!(summary = %inventory.summary, "WhatsApp Web internals found"),
+                }
+                self.inventory = Some(inventory);
+                failure.map(Event::LaunchFailed)
+            }
             PageEvent::Loaded { version } => {
                 self.load_deadline = None;
                 tracing::info!(version, since_launch_ms = self.since_launch_ms(), "WhatsApp Web loaded");
@@ -249,7 +307,8 @@ impl Actor {
     }
 
     fn publish(&self) {
-        let snapshot = self.session.snapshot();
+        let mut snapshot = self.session.snapshot();
+        snapshot.status.whatsapp.clone_from(&self.inventory);
         self.snapshot_tx.send_if_modified(|current| {
             let changed = *current != snapshot;
             if changed {
@@ -310,6 +369,27 @@ impl Actor {
             Effect::CountQr => {
                 Metrics::inc(&self.metrics.qr_generated);
                 None
+            }
+            Effect::SchedulePairingRefresh(after) => {
+                self.pairing_refresh_at = Some(Instant::now() + after);
+                None
+            }
+            Effect::RequestPairingCode { phone } => {
+                let outcome = match &self.page {
+                    Some(page) => protocol::pairing_code(page, &phone).await,
+                    None => Err(Failure {
+                        code: shared_contracts::ErrorCode::ConnectionError,
+                        message: "No page is open to ask for a pairing code".into(),
+                        hint: "POST /connect again".into(),
+                    }),
+                };
+                Some(match outcome {
+                    Ok(code) => {
+                        tracing::info!("pairing code received");
+                        Event::PairingCode { code, at_ms: now_ms() }
+                    }
+                    Err(failure) => Event::LaunchFailed(failure),
+                })
             }
         }
     }

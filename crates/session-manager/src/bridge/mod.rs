@@ -15,6 +15,7 @@ use chromiumoxide::{Browser, Page};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use shared_contracts::InternalLocation;
 
 use crate::browser::{BrowserError, cdp};
 
@@ -27,13 +28,31 @@ pub const BINDING: &str = "__lmEmit";
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum BridgeEvent {
-    Loaded { version: String },
-    Qr { code: String },
-    State { wa_state: String },
-    Ready { phone: String },
+    /// The build and where each internal was found; sent once the modules settled, before `loaded`.
+    Inventory {
+        build: String,
+        internals: Vec<InternalLocation>,
+    },
+    Loaded {
+        version: String,
+    },
+    Qr {
+        code: String,
+    },
+    State {
+        wa_state: String,
+    },
+    Ready {
+        phone: String,
+    },
     Logout,
-    Progress { percent: u32 },
-    Error { reason: String, detail: Option<String> },
+    Progress {
+        percent: u32,
+    },
+    Error {
+        reason: String,
+        detail: Option<String>,
+    },
 }
 
 /// What the tab reports, bridge events and CDP's own signals.

@@ -1,13 +1,14 @@
 //! The WhatsApp page protocol: what the page's signals mean for the session (`translate`), the
 //! calls the session makes on the page (`send`: exists → send; `perform`: logout, refreshQr,
-//! takeover) with their answers, and the bridge's reason strings turned into errors and failures.
+//! takeover; `pairing_code`) with their answers, and the bridge's reason strings turned into errors
+//! and failures.
 
 use std::time::Duration;
 
 use chromiumoxide::Page;
 use serde::Deserialize;
 use serde_json::json;
-use shared_contracts::{ErrorCode, MessageText, PhoneNumber, SentMessage};
+use shared_contracts::{ErrorCode, MessageText, PhoneNumber, SentMessage, WhatsappInventory};
 use tokio::time::Instant;
 
 use super::{BridgeEvent, PageSignal, call};
@@ -20,6 +21,8 @@ pub const BRIDGE_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// What a page signal asks of the session actor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PageEvent {
+    /// What the bridge found in the page (the build, each internal's location), before `Loaded`.
+    Inventory(WhatsappInventory),
     /// WhatsApp's modules appeared: the page-load deadline is met.
     Loaded { version: String },
     /// The page shows a login QR (the string WhatsApp draws; the actor renders it).
@@ -42,6 +45,9 @@ pub fn translate(signal: PageSignal) -> PageEvent {
 
 fn bridge_event(event: BridgeEvent) -> PageEvent {
     let event = match event {
+        BridgeEvent::Inventory { build, internals } => {
+            return PageEvent::Inventory(WhatsappInventory::new(build, internals));
+        }
         BridgeEvent::Loaded { version } => return PageEvent::Loaded { version },
         BridgeEvent::Qr { code } => return PageEvent::Qr { code },
         BridgeEvent::State { wa_state } => {
@@ -85,6 +91,60 @@ pub fn modules_did_not_appear(url: &str, timeout: Duration) -> Failure {
             timeout.as_secs()
         ),
         hint: "Check WHATSAPP_WEB_URL; a new WhatsApp build may need a bridge update".into(),
+    }
+}
+
+/// The failure that stops a session on a WhatsApp build without an internal the bridge requires.
+pub fn incompatible(inventory: &WhatsappInventory) -> Option<Failure> {
+    (!inventory.compatible).then(|| Failure {
+        code: ErrorCode::WhatsappIncompatible,
+        message: format!(
+            "WhatsApp Web build {} lacks internals the bridge requires: {}",
+            inventory.build,
+            inventory.missing_required.join(", ")
+        ),
+        hint: "A new WhatsApp build moved them: run `session-manager probe` and update the location lists \
+               in bridge.js (scripts/check-wa-internals compares them with whatsapp-web.js)"
+            .into(),
+    })
+}
+
+/// What `pairingCode` answers.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Pairing {
+    pub code: String,
+}
+
+/// Asks the page for a pairing code for `phone` (digits): the 8-character code, or the failure that
+/// ends the connect (`PAIRING_UNAVAILABLE` when this WhatsApp build has no pairing internals).
+pub async fn pairing_code(page: &Page, phone: &str) -> Result<String, Failure> {
+    let failure = |code: ErrorCode, message: String| Failure {
+        code,
+        message,
+        hint: "POST /connect without pairing_phone to link with the QR, or retry".into(),
+    };
+    match call::<Pairing>(page, "pairingCode", &[json!(phone)], BRIDGE_CALL_TIMEOUT).await {
+        Ok(Some(answer)) if answer.ok => answer.value.map(|pairing| pairing.code).ok_or_else(|| {
+            failure(ErrorCode::ConnectionError, "The page answered without a pairing code".into())
+        }),
+        Ok(Some(answer)) => {
+            let reason = answer.reason.unwrap_or_default();
+            let code = if reason == "feature_disabled" {
+                ErrorCode::PairingUnavailable
+            } else {
+                ErrorCode::ConnectionError
+            };
+            let detail = answer.detail.unwrap_or_default();
+            Err(failure(code, format!("WhatsApp Web refused a pairing code for {phone}: {reason} {detail}")))
+        }
+        Ok(None) => Err(failure(
+            ErrorCode::ConnectionError,
+            format!("The page did not give a pairing code within {BRIDGE_CALL_TIMEOUT:?}"),
+        )),
+        Err(e) => Err(failure(
+            ErrorCode::ConnectionError,
+            format!("Asking the page for a pairing code failed: {e}"),
+        )),
     }
 }
 

@@ -4,20 +4,36 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use shared_contracts::{
-    ADMIN_SESSION, ClearSessionResponse, ConnectResponse, DisconnectRequest, DisconnectResponse,
-    ProfileBackup,
+    ADMIN_SESSION, ClearSessionResponse, ConnectRequest, ConnectResponse, DisconnectRequest,
+    DisconnectResponse, PhoneNumber, ProfileBackup,
 };
 
 use super::AppState;
 use crate::error::Error;
 
 /// Connects that would start the browser count against CONNECT_RATE_PER_MINUTE; a connect while
-/// the session is live changes nothing and is free.
-pub async fn connect(State(state): State<AppState>) -> Result<Json<ConnectResponse>, Error> {
+/// the session is live changes nothing and is free. The body is optional:
+/// `{"pairing_phone":"<number>"}` links by a code typed on that phone instead of the QR.
+pub async fn connect(State(state): State<AppState>, body: Bytes) -> Result<Json<ConnectResponse>, Error> {
+    let request = if body.iter().all(u8::is_ascii_whitespace) {
+        ConnectRequest::default()
+    } else {
+        serde_json::from_slice::<ConnectRequest>(&body).map_err(|e| Error::Validation {
+            message: format!("the connect body is not {{\"pairing_phone\": \"<number>\"}}: {e}"),
+            detail: serde_json::json!({ "body": "invalid" }),
+        })?
+    };
+    let pairing = match &request.pairing_phone {
+        Some(raw) => Some(PhoneNumber::parse(raw).map_err(|reason| Error::Validation {
+            message: format!("pairing_phone {raw:?} is not a phone number: {reason}"),
+            detail: serde_json::json!({ "field": "pairing_phone" }),
+        })?),
+        None => None,
+    };
     if !state.session.status().state.is_live() {
         state.connect_limiter.try_acquire()?;
     }
-    let outcome = state.session.connect().await?;
+    let outcome = state.session.connect(pairing).await?;
     let message = if outcome.already_connected {
         format!("Already connected (state {})", outcome.state)
     } else {

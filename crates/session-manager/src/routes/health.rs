@@ -10,8 +10,14 @@ use super::AppState;
 use crate::browser::process;
 use crate::telemetry::now_rfc3339;
 
-pub async fn health() -> Json<HealthBody> {
-    Json(HealthBody { status: "ok".into(), service: "session-manager".into(), timestamp: now_rfc3339() })
+/// Liveness, plus the WhatsApp Web build of the last page loaded and what the bridge found in it.
+pub async fn health(State(state): State<AppState>) -> Json<HealthBody> {
+    Json(HealthBody {
+        status: "ok".into(),
+        service: "session-manager".into(),
+        timestamp: now_rfc3339(),
+        whatsapp: state.session.status().whatsapp,
+    })
 }
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

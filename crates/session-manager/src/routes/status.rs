@@ -19,7 +19,7 @@ use crate::error::Error;
 use crate::qr;
 use crate::session::Snapshot;
 
-/// The full status with the token; without it, the same minus the QR (the QR is the login).
+/// The full status with the token; without it, the same minus the QR and the pairing code (they are the login).
 pub async fn status(
     State(state): State<AppState>,
     authorized: Option<Extension<Authorized>>,
@@ -27,6 +27,7 @@ pub async fn status(
     let mut status = state.session.status();
     if !authorized.is_some_and(|Extension(Authorized(yes))| yes) {
         status.qr = None;
+        status.pairing_code = None;
     }
     Json(status)
 }

@@ -5,6 +5,7 @@
 //! change it returns and carries out the effects; the status every client sees is derived from it
 //! (`status.rs`).
 
+mod pairing;
 mod status;
 
 use std::time::Duration;
@@ -15,6 +16,8 @@ use time::OffsetDateTime;
 use crate::qr::QrImage;
 use crate::telemetry::format_rfc3339;
 
+pub use pairing::PAIRING_CODE_REFRESH;
+use pairing::Pairing;
 pub use status::Snapshot;
 
 /// How long WhatsApp shows the first code of a batch, and each next one (docs/whatsapp-bridge.md).
@@ -58,6 +61,12 @@ pub enum Event {
     ReconnectDue,
     /// `POST /clear-session`.
     ClearSession,
+    /// `POST /connect {"pairing_phone"}`: link by typing a code on that phone instead of scanning.
+    PairingRequested { phone: String },
+    /// The page gave a pairing code (8 characters).
+    PairingCode { code: String, at_ms: i64 },
+    /// The current pairing code is due for a refresh.
+    PairingCodeDue,
 }
 
 /// What the actor must do after a transition, in order.
@@ -82,6 +91,12 @@ pub enum Effect {
     },
     /// A new QR was generated (a metric).
     CountQr,
+    /// Ask the page for a pairing code for `phone`.
+    RequestPairingCode {
+        phone: String,
+    },
+    /// Raise `PairingCodeDue` after this long.
+    SchedulePairingRefresh(Duration),
 }
 
 /// A state entered (possibly the same one again), and why: the actor logs it.
@@ -123,6 +138,12 @@ pub struct Session {
     now: OffsetDateTime,
     /// The change made by the event being applied.
     change: Option<Change>,
+    /// Set while this connect links with a pairing code: the number it is for.
+    pairing_phone: Option<String>,
+    /// A code was asked for and has not arrived yet.
+    pairing_requested: bool,
+    pairing: Option<Pairing>,
+    pairing_refresh: Duration,
 }
 
 impl Session {
@@ -141,6 +162,10 @@ impl Session {
             takeover_on_conflict,
             now,
             change: None,
+            pairing_phone: None,
+            pairing_requested: false,
+            pairing: None,
+            pairing_refresh: PAIRING_CODE_REFRESH,
         }
     }
 
@@ -167,6 +192,8 @@ impl Session {
             Event::Connect => match self.state {
                 S::Init | S::Disconnected | S::Error => {
                     self.attempts = 0;
+                    self.pairing_phone = None;
+                    self.pairing_requested = false;
                     self.crashes = 0;
                     self.reconnect_pending = false;
                     self.enter(S::Connecting, "connect requested");
@@ -184,6 +211,9 @@ impl Session {
                 }
                 if self.qr.as_ref().is_some_and(|qr| qr.code == code) {
                     return vec![];
+                }
+                if let Some(phone) = self.pairing_phone.clone() {
+                    return self.qr_while_pairing(phone, Qr { code, image, at_ms, expires_at_ms: at_ms });
                 }
                 if self.attempts >= self.max_qr_attempts {
                     return self.qr_exhausted();
@@ -263,8 +293,20 @@ impl Session {
                 self.reconnect_pending = false;
                 vec![Effect::LaunchBrowser]
             }
+            Event::PairingRequested { phone } if matches!(self.state, S::Connecting | S::QrRequired) => {
+                self.pairing_requested(phone)
+            }
+            Event::PairingCode { code, at_ms }
+                if self.pairing_phone.is_some() && matches!(self.state, S::Connecting | S::QrRequired) =>
+            {
+                self.pairing_code(code, at_ms)
+            }
+            Event::PairingCodeDue if self.state == S::QrRequired && !self.pairing_requested => {
+                self.pairing_code_due()
+            }
             Event::ClearSession => {
                 self.phone = None;
+                self.pairing_phone = None;
                 self.last_error = None;
                 self.attempts = 0;
                 self.crashes = 0;
@@ -356,6 +398,14 @@ impl Session {
         self.state = to;
         if to != SessionState::QrRequired {
             self.qr = None;
+            self.pairing = None;
+        }
+        if !to.is_live() || to == SessionState::Ready {
+            self.pairing_phone = None;
+        }
+        // A request in flight belongs to the page it was made to: a relaunch asks again.
+        if to != SessionState::QrRequired {
+            self.pairing_requested = false;
         }
         if to != SessionState::Ready {
             self.phone = None;

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use shared_contracts::{ADMIN_SESSION, ErrorCode, QrInfo, SessionState, StatusBody};
+use shared_contracts::{ADMIN_SESSION, ErrorCode, PairingCode, QrInfo, SessionState, StatusBody};
 
 use super::Session;
 use crate::telemetry::format_rfc3339;
@@ -45,6 +45,19 @@ impl Session {
             phone_number: if ready { self.phone.clone() } else { None },
             since: format_rfc3339(self.since),
             last_error: self.last_error.clone(),
+            pairing_code: self
+                .pairing
+                .as_ref()
+                .zip(self.pairing_phone.as_ref())
+                .filter(|_| self.state == SessionState::QrRequired)
+                .map(|(pairing, phone)| PairingCode {
+                    code: crate::qr::display_code(&pairing.code),
+                    phone: phone.clone(),
+                    attempts: self.attempts,
+                    expires_at: pairing.expires_at_ms,
+                }),
+            // The actor adds what the bridge found in the page.
+            whatsapp: None,
         }
     }
 
@@ -52,6 +65,10 @@ impl Session {
         match self.state {
             SessionState::Init => "POST /connect to open WhatsApp Web".into(),
             SessionState::Connecting => "Wait: WhatsApp Web is loading".into(),
+            SessionState::QrRequired if self.pairing.is_some() => {
+                "Type the pairing code on the phone: WhatsApp > Linked devices > Link with phone number"
+                    .into()
+            }
             SessionState::QrRequired => "Scan the QR with WhatsApp > Linked devices".into(),
             SessionState::Authenticated => "Wait: WhatsApp is loading the chats".into(),
             SessionState::Ready => "None: the session can send messages".into(),

@@ -326,3 +326,75 @@ fn the_snapshot_carries_the_png_of_the_qr_shown_and_nothing_else() {
     assert_eq!(snapshot.status, s.status());
     assert_eq!(ready().snapshot().qr_png, None);
 }
+
+#[test]
+fn a_pairing_request_while_a_qr_shows_asks_for_a_code_and_the_code_is_in_the_status() {
+    let mut s = showing_qr();
+    let effects = s.effects_of(Event::PairingRequested { phone: "5491122223333".into() });
+    assert_eq!(effects, vec![Effect::RequestPairingCode { phone: "5491122223333".into() }]);
+    let effects = s.effects_of(Event::PairingCode { code: "ABCDEFGH".into(), at_ms: 1_000 });
+    assert_eq!(effects, vec![Effect::CountQr, Effect::SchedulePairingRefresh(PAIRING_CODE_REFRESH)]);
+    let status = s.status();
+    assert_eq!(status.state, SessionState::QrRequired);
+    let code = status.pairing_code.expect("pairing code in the status");
+    assert_eq!((code.code.as_str(), code.phone.as_str(), code.attempts), ("ABCD-EFGH", "5491122223333", 1));
+    assert_eq!(code.expires_at, 1_000 + 180_000);
+    assert!(status.qr.is_some(), "the QR stays next to the code");
+    assert!(status.recommended_action.contains("pairing code"));
+}
+
+#[test]
+fn a_pairing_request_while_connecting_waits_for_the_login_screen() {
+    let mut s = session();
+    s.effects_of(Event::Connect);
+    assert_eq!(s.effects_of(Event::PairingRequested { phone: "54911".into() }), vec![]);
+    assert_eq!(qr(&mut s, "2@a"), vec![Effect::RequestPairingCode { phone: "54911".into() }]);
+    // The QR rotates while the code is on its way: no second request, and QRs are not counted.
+    assert_eq!(qr(&mut s, "2@b"), vec![]);
+    s.effects_of(Event::PairingCode { code: "ABCDEFGH".into(), at_ms: 1_000 });
+    assert_eq!(s.status().pairing_code.expect("code").attempts, 1);
+}
+
+#[test]
+fn pairing_codes_are_refreshed_until_the_attempt_limit_then_the_session_stops() {
+    let mut s = showing_qr();
+    s.effects_of(Event::PairingRequested { phone: "54911".into() });
+    for n in 1..=3 {
+        s.effects_of(Event::PairingCode { code: format!("CODE000{n}"), at_ms: 1_000 });
+        assert_eq!(s.status().pairing_code.expect("code").attempts, n);
+        assert_eq!(
+            s.effects_of(Event::PairingCodeDue),
+            vec![Effect::RequestPairingCode { phone: "54911".into() }]
+        );
+    }
+    assert_eq!(
+        s.effects_of(Event::PairingCode { code: "CODE0004".into(), at_ms: 1_000 }),
+        vec![Effect::CloseBrowser]
+    );
+    assert_eq!(s.state(), SessionState::Disconnected);
+    assert_eq!(error_code(&s), Some(ErrorCode::QrAttemptsExhausted));
+    assert!(s.status().pairing_code.is_none());
+}
+
+#[test]
+fn the_pairing_code_goes_away_once_the_phone_links() {
+    let mut s = showing_qr();
+    s.effects_of(Event::PairingRequested { phone: "54911".into() });
+    s.effects_of(Event::PairingCode { code: "ABCDEFGH".into(), at_ms: 1_000 });
+    wa(&mut s, "PAIRING");
+    assert_eq!(s.state(), SessionState::Authenticated);
+    assert!(s.status().pairing_code.is_none());
+    s.effects_of(Event::Ready { phone: "54911".into() });
+    assert_eq!(s.effects_of(Event::PairingCodeDue), vec![]);
+    assert!(s.pairing_phone().is_none());
+}
+
+#[test]
+fn after_a_crash_the_relaunched_page_is_asked_for_a_pairing_code_again() {
+    let mut s = showing_qr();
+    s.effects_of(Event::PairingRequested { phone: "54911".into() });
+    s.effects_of(Event::Crashed { reason: "gone".into() });
+    assert_eq!(s.state(), SessionState::Connecting);
+    s.effects_of(Event::ReconnectDue);
+    assert_eq!(qr(&mut s, "2@new"), vec![Effect::RequestPairingCode { phone: "54911".into() }]);
+}

@@ -1,6 +1,7 @@
 //! End-to-end tests of the real `session-manager` binary, with Debian's Chromium, against an
 //! in-process WhatsApp Web simulator (`wa_sim::spawn`).
 
+mod drift;
 mod support;
 
 use anyhow::{Context, Result};

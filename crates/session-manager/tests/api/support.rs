@@ -84,6 +84,20 @@ impl Env {
         Ok(self.sim_api.post(path, None).await?.0)
     }
 
+    /// `POST path` with a JSON body on the simulator's control API; its status and answer.
+    pub async fn sim_post_json(&self, path: &str, body: &Value) -> Result<(u16, Value)> {
+        self.sim_api.post(path, Some(body)).await
+    }
+
+    /// `PUT /__sim/config` with `patch`, which must be accepted.
+    pub async fn sim_config(&self, patch: &Value) -> Result<()> {
+        let (code, body) = self.sim_api.put("/__sim/config", patch).await?;
+        if code != 200 {
+            bail!("simulator PUT /__sim/config answered {code}: {body}");
+        }
+        Ok(())
+    }
+
     /// Chromium processes of this test (their command line names its directory).
     pub fn chromium_pids(&self) -> Vec<i32> {
         chromium_pids_using(self.dir.path())

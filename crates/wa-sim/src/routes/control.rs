@@ -20,6 +20,7 @@ const SCAN_GRACE: Duration = Duration::from_millis(500);
 pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/__sim/scan", post(scan))
+        .route("/__sim/pair", post(pair))
         .route("/__sim/logout", post(logout))
         .route("/__sim/conflict", post(conflict))
         .route("/__sim/messages", get(messages))
@@ -57,6 +58,26 @@ async fn scan(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>,
     Ok(Json(json!({"ok": true})))
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PairBody {
+    code: String,
+}
+
+/// The phone's user types the pairing code a page shows: that page logs in as the number the code
+/// was asked for. Any other code is refused.
+async fn pair(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, SimError> {
+    let body: PairBody = parse_json(&body, false)?;
+    let token = uuid::Uuid::new_v4().to_string();
+    let command_token = token.clone();
+    let phone = state
+        .send_to_pairing(&body.code, move |phone| PageCommand::Pair { token: command_token, phone })
+        .ok_or(SimError::WrongPairingCode)?;
+    tracing::info!(%phone, "pairing code accepted");
+    state.add_login(token, phone.clone());
+    Ok(Json(json!({"ok": true, "phone": phone})))
+}
+
 /// The phone unlinks every device: logins are revoked and open pages log out.
 async fn logout(State(state): State<AppState>) -> Result<Json<Value>, SimError> {
     if state.revoke_all_logins() == 0 {
@@ -87,6 +108,8 @@ async fn sim_state(State(state): State<AppState>) -> Json<Value> {
         "ref": report.qr_ref,
         "qr": report.qr,
         "phone": report.phone,
+        "pairing_code": report.pairing_code,
+        "pairing_phone": report.pairing_phone,
         "pages": pages,
     }))
 }

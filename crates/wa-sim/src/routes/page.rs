@@ -21,7 +21,7 @@ async fn page(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if user_agent.contains("HeadlessChrome") && !state.config().allow_headless_ua {
         return Html(REFUSAL_PAGE).into_response();
     }
-    let config = serde_json::to_string(&PageConfig::from_config(state.config()))
+    let config = serde_json::to_string(&PageConfig::from_config(state.config(), state.without_modules()))
         .unwrap_or_else(|_| "{}".to_owned())
         // The JSON sits inside a <script>: never let it close the element.
         .replace("</", "<\\/");

@@ -105,6 +105,10 @@ struct MessageBody {
     to: String,
     text: String,
     id: String,
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    chat: Option<String>,
 }
 
 async fn record_message(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, SimError> {
@@ -116,8 +120,15 @@ async fn record_message(State(state): State<AppState>, body: Bytes) -> Result<Js
         return Err(SimError::BadRequest(format!("`to` must be digits, got {:?}", body.to)));
     }
     let timestamp = now_ms();
-    let message = RecordedMessage { to: body.to, text: body.text, id: body.id, timestamp };
-    tracing::info!(to = %message.to, id = %message.id, "message recorded");
+    let message = RecordedMessage {
+        to: body.to,
+        text: body.text,
+        id: body.id,
+        timestamp,
+        from: body.from,
+        chat: body.chat,
+    };
+    tracing::info!(to = %message.to, id = %message.id, from = ?message.from, "message recorded");
     state.record_message(message);
     tokio::time::sleep(Duration::from_millis(state.send_latency_ms())).await;
     Ok(Json(json!({"ok": true, "timestamp": timestamp})))
@@ -129,7 +140,7 @@ struct ExistsQuery {
 }
 
 async fn exists(State(state): State<AppState>, Query(query): Query<ExistsQuery>) -> Json<Value> {
-    Json(json!({"exists": !state.is_unknown_number(&query.user)}))
+    Json(json!({"exists": !state.is_unknown_number(&query.user), "lid": state.is_lid_number(&query.user)}))
 }
 
 fn now_ms() -> i64 {
