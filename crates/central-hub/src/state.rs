@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::password::VerifyGate;
 use crate::auth::rate_limit::{Backoff, SlidingWindow, TokenBucket};
 use crate::auth::{JwtKeys, UserCache};
+use crate::campaigns::dispatcher::CampaignRuntime;
 use crate::client::SessionManagerClient;
 use crate::config::Config;
 use crate::db::Store;
@@ -30,6 +31,8 @@ pub struct AppState {
     pub users: Arc<UserCache>,
     /// Cancelled at shutdown: ends the event streams so the server can drain.
     pub shutdown: CancellationToken,
+    /// The campaign dispatcher's settings, change announcements and wake-up.
+    pub campaigns: CampaignRuntime,
 }
 
 pub struct LoginLimits {
