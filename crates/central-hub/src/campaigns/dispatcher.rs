@@ -28,7 +28,7 @@ pub const MAX_RETRIES: i64 = 3;
 pub const MAX_CONSECUTIVE_FAILURES: i64 = 5;
 /// With nothing to do, the dispatcher looks again this often (campaigns started on another hub,
 /// windows that open).
-const IDLE: Duration = Duration::from_secs(5);
+const IDLE: Duration = Duration::from_secs(1);
 /// The session must be out of READY this long before campaigns are paused (a hub that just
 /// started has not heard from the manager yet).
 const NOT_READY_GRACE: Duration = Duration::from_secs(3);
@@ -271,7 +271,10 @@ impl Dispatcher {
                 if replayed.is_some() {
                     tracing::info!(key, "the manager answered from its journal: not sent twice");
                 }
-                self.store.note_send_outcome(c.id, None).await?;
+                if c.consecutive_failures > 0 {
+                    // Ends the run of failures (the round reads the campaign again).
+                    self.store.note_send_outcome(c.id, None).await?;
+                }
                 self.runtime.events.changed(c.id);
                 return Ok(());
             }

@@ -99,7 +99,8 @@ impl Store {
         Ok(done.rows_affected())
     }
 
-    /// The send went out: `false` when this hub no longer held the lease.
+    /// The send went out: `false` when this hub no longer held the lease. The row keeps the
+    /// lease's owner: which hub sent it.
     pub async fn mark_sent(
         &self,
         claimed: &Claimed,
@@ -113,7 +114,7 @@ impl Store {
             step,
             sqlx::query(
                 "update campaign_recipient set state = 'sent', whatsapp_message_id = $1, sent_via = $2, \
-                 sent_at = $3, sent_at_ms = $4, error_code = null, error_detail = null, lease_owner = null \
+                 sent_at = $3, sent_at_ms = $4, error_code = null, error_detail = null \
                  where recipient_id = $5 and lease_owner = $6 and state = 'sending'",
             )
             .bind(message_id.to_owned())

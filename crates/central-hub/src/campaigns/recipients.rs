@@ -17,7 +17,7 @@ use crate::state::AppState;
 
 const MAX_PER_PAGE: i64 = 1_000;
 
-const FIELDS: [&str; 13] = [
+const FIELDS: [&str; 14] = [
     "recipient_id",
     "line",
     "phone",
@@ -31,6 +31,7 @@ const FIELDS: [&str; 13] = [
     "read_at",
     "replied_at",
     "rendered",
+    "lease_owner",
 ];
 
 impl Store {
