@@ -2,6 +2,7 @@
 //! (per caller, bound to its message: the same key never sends twice, later requests get the first
 //! answer again with `Idempotent-Replayed: true`, also after a restart; see `idempotency.rs`).
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Json;
@@ -34,46 +35,49 @@ pub async fn send(
     tracing::info!(to = %to, cliente_id = ?request.cliente_id, idempotency_key = ?key, "send requested");
 
     // Refusals before the page is asked (429, 409) return early: nothing to replay, no slot taken.
-    let attempt = |scope: Option<Scope>| {
-        let state = state.clone();
-        let (to, text) = (to.clone(), text.clone());
-        async move {
-            state.send_limiter.try_acquire()?;
-            let current = state.session.status().state;
-            if current != SessionState::Ready {
-                return Err(Error::SessionNotReady { state: current });
-            }
-            if let Some(scope) = &scope {
-                state.idempotency.pending(scope).await;
-            }
-            let outcome = match state.session.send(to, text).await {
-                Ok(data) => {
-                    let body = SendResponse { success: true, message: "Message sent".into(), data };
-                    Ok((StatusCode::OK, serde_json::to_value(body).unwrap_or_default()))
+    let attempt = {
+        let (state, to, text) = (state.clone(), to.clone(), text.clone());
+        move |scope: Option<Scope>| {
+            let state = state.clone();
+            let (to, text) = (to.clone(), text.clone());
+            async move {
+                state.send_limiter.try_acquire()?;
+                let current = state.session.status().state;
+                if current != SessionState::Ready {
+                    return Err(Error::SessionNotReady { state: current });
                 }
-                // A send that was attempted has an answer worth replaying; a refusal before it does not.
-                Err(
-                    e @ (Error::SendFailed { .. }
-                    | Error::SendTimeout { .. }
-                    | Error::NumberNotOnWhatsapp { .. }),
-                ) => {
-                    let status =
-                        StatusCode::from_u16(e.code().http_status()).unwrap_or(StatusCode::BAD_GATEWAY);
-                    Ok((status, serde_json::to_value(e.body()).unwrap_or_default()))
+                if let Some(scope) = &scope {
+                    state.idempotency.pending(scope).await;
                 }
-                Err(e) => Err(e),
-            };
-            let settled = outcome.map(|answer: Answer| Settled {
-                answer,
-                at: idempotency::unix_secs(std::time::SystemTime::now()),
-            });
-            if let Some(scope) = &scope {
-                match &settled {
-                    Ok(settled) => state.idempotency.answered(scope, settled).await,
-                    Err(_) => state.idempotency.released(scope).await,
+                let outcome = match state.session.send(to, text).await {
+                    Ok(data) => {
+                        let body = SendResponse { success: true, message: "Message sent".into(), data };
+                        Ok((StatusCode::OK, serde_json::to_value(body).unwrap_or_default()))
+                    }
+                    // A send that was attempted has an answer worth replaying; a refusal before it does not.
+                    Err(
+                        e @ (Error::SendFailed { .. }
+                        | Error::SendTimeout { .. }
+                        | Error::NumberNotOnWhatsapp { .. }),
+                    ) => {
+                        let status =
+                            StatusCode::from_u16(e.code().http_status()).unwrap_or(StatusCode::BAD_GATEWAY);
+                        Ok((status, serde_json::to_value(e.body()).unwrap_or_default()))
+                    }
+                    Err(e) => Err(e),
+                };
+                let settled = outcome.map(|answer: Answer| Settled {
+                    answer,
+                    at: idempotency::unix_secs(std::time::SystemTime::now()),
+                });
+                if let Some(scope) = &scope {
+                    match &settled {
+                        Ok(settled) => state.idempotency.answered(scope, settled).await,
+                        Err(_) => state.idempotency.released(scope).await,
+                    }
                 }
+                settled
             }
-            settled
         }
     };
 
@@ -88,14 +92,22 @@ pub async fn send(
         Claim::Reused => return Err(Error::IdempotencyKeyReused { key: scope.key }),
     };
     // Whoever runs the send answers first-hand; everyone else (later or waiting) gets a replay.
-    let ran = AtomicBool::new(false);
-    let result = cell
-        .get_or_try_init(|| {
-            ran.store(true, Ordering::Relaxed);
-            attempt(Some(scope.clone()))
+    // The send runs in its own task: a caller that goes away mid-send (a hub killed, a timeout)
+    // must not cancel it half-way, or the page sends while the key is left unanswered and the
+    // caller's retry with the same key sends a second time.
+    let ran = Arc::new(AtomicBool::new(false));
+    let job = {
+        let (cell, scope, ran) = (cell.clone(), scope.clone(), ran.clone());
+        tokio::spawn(async move {
+            cell.get_or_try_init(|| {
+                ran.store(true, Ordering::Relaxed);
+                attempt(Some(scope))
+            })
+            .await
+            .cloned()
         })
-        .await
-        .cloned();
+    };
+    let result = job.await.unwrap_or(Err(Error::ActorGone));
     let Settled { answer: (status, body), .. } = match result {
         Ok(settled) => settled,
         Err(e) => {
