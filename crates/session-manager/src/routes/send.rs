@@ -54,17 +54,16 @@ pub async fn send(
                         let body = SendResponse { success: true, message: "Message sent".into(), data };
                         Ok((StatusCode::OK, serde_json::to_value(body).unwrap_or_default()))
                     }
-                    // A send that was attempted has an answer worth replaying; a refusal before it does not.
-                    Err(
-                        e @ (Error::SendFailed { .. }
-                        | Error::SendTimeout { .. }
-                        | Error::NumberNotOnWhatsapp { .. }),
-                    ) => {
+                    // Refused before the page was asked: nothing to replay, the caller may try again.
+                    Err(e @ Error::SessionNotReady { .. }) => Err(e),
+                    // Handed to the page: whatever the outcome (sent, refused, or unknown because the
+                    // page went away mid-send, as at a logout), it is the key's answer for good, so a
+                    // retry with the key can never send a second time.
+                    Err(e) => {
                         let status =
                             StatusCode::from_u16(e.code().http_status()).unwrap_or(StatusCode::BAD_GATEWAY);
                         Ok((status, serde_json::to_value(e.body()).unwrap_or_default()))
                     }
-                    Err(e) => Err(e),
                 };
                 let settled = outcome.map(|answer: Answer| Settled {
                     answer,
