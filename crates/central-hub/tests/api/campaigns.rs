@@ -270,16 +270,17 @@ async fn two_hubs_on_one_postgres_send_each_recipient_exactly_once_and_both_send
     crate::store::with_postgres_schema(|url| async move {
         let double = ManagerDouble::spawn(Mode::Normal).await;
         double.set_state(SessionState::Ready);
-        let first = spawn_app_with(&double.url, |a| {
+        // 10 ms between two messages of the session (the pacer reads both hubs' sends from the
+        // database): the campaign lasts long enough for the hub that was not told to start it to
+        // find it on its own.
+        let paced = |a: &mut ServeArgs| {
             zero_pace(a);
+            a.campaign_min_delay_ms = 10;
+            a.campaign_max_delay_ms = 10;
             a.database_url = url.clone();
-        })
-        .await;
-        let second = spawn_app_with(&double.url, |a| {
-            zero_pace(a);
-            a.database_url = url.clone();
-        })
-        .await;
+        };
+        let first = spawn_app_with(&double.url, paced).await;
+        let second = spawn_app_with(&double.url, paced).await;
         first.wait_for_live_stream().await;
         second.wait_for_live_stream().await;
         let token = first.admin_token().await;
