@@ -95,6 +95,20 @@ impl Store {
         let pool = AnyPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(5))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    // SQLite: a write-ahead log, synced at checkpoints. Each commit (a campaign
+                    // dispatches two per message) no longer waits for several fsyncs; a crash of the
+                    // hub loses nothing, a power loss at most the last commits (a campaign send is
+                    // then repeated with its Idempotency-Key and answered from the manager's journal).
+                    if backend == Backend::Sqlite {
+                        sqlx::raw_sql("pragma journal_mode = wal; pragma synchronous = normal")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect(&url)
             .await
             .map_err(|source| DbError::Connect {
