@@ -77,6 +77,29 @@ pub struct ServeArgs {
     /// the hub, so one tenant cannot use up the session's whole send budget; 0 disables it.
     #[arg(long, env = "HUB_SEND_RATE_PER_MINUTE", default_value_t = 30)]
     pub hub_send_rate_per_minute: u32,
+    /// The shortest delay between two campaign messages of the session, in milliseconds (the
+    /// fastest a campaign may ask for). Below 8000, messages to non-contacts in bursts risk a ban.
+    #[arg(long, env = "CAMPAIGN_MIN_DELAY_MS", default_value_t = 8_000)]
+    pub campaign_min_delay_ms: u64,
+    /// The upper end of the random delay between two campaign messages, in milliseconds.
+    #[arg(long, env = "CAMPAIGN_MAX_DELAY_MS", default_value_t = 20_000)]
+    pub campaign_max_delay_ms: u64,
+    /// The most campaign messages the session sends in any 60 minutes (0: no cap, tests only).
+    #[arg(long, env = "CAMPAIGN_MAX_PER_HOUR", default_value_t = 200)]
+    pub campaign_max_per_hour: u32,
+    /// The most campaign messages the session sends in any 24 hours (0: no cap, tests only).
+    #[arg(long, env = "CAMPAIGN_MAX_PER_DAY", default_value_t = 1_000)]
+    pub campaign_max_per_day: u32,
+    /// How long a hub holds a recipient it is sending before another hub may take it over, in
+    /// seconds; longer than SESSION_MANAGER_TIMEOUT_MS.
+    #[arg(long, env = "CAMPAIGN_LEASE_SECONDS", default_value_t = 90)]
+    pub campaign_lease_seconds: u64,
+    /// The first back-off after a transient send failure, in milliseconds (doubled at each retry).
+    #[arg(long, env = "CAMPAIGN_RETRY_BASE_MS", default_value_t = 2_000)]
+    pub campaign_retry_base_ms: u64,
+    /// The IANA time zone of a campaign's send window when the campaign names none.
+    #[arg(long, env = "CAMPAIGN_DEFAULT_TIME_ZONE", default_value = "America/Argentina/Buenos_Aires")]
+    pub campaign_default_time_zone: String,
 }
 
 /// The validated configuration the hub runs with.
@@ -101,6 +124,7 @@ pub struct Config {
     pub auth_cache_ttl: Duration,
     pub trust_proxy_headers: bool,
     pub hub_send_rate_per_minute: u32,
+    pub campaign: crate::campaigns::dispatcher::DispatchSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,11 +157,14 @@ pub enum ConfigError {
     HalfAdmin(&'static str),
     #[error("{name} must be greater than 0")]
     Zero { name: &'static str },
+    #[error("{0}")]
+    Campaign(String),
 }
 
 impl Config {
     /// Validates the flags; every refusal says which variable to fix and how.
     pub fn from_args(args: ServeArgs) -> Result<Self, ConfigError> {
+        let campaign = campaign_settings(&args)?;
         let jwt_secret = match args.jwt_secret {
             None => return Err(ConfigError::MissingJwtSecret),
             Some(s) if s.is_empty() => return Err(ConfigError::MissingJwtSecret),
@@ -168,6 +195,7 @@ impl Config {
             }
         }
         Ok(Self {
+            campaign,
             host: args.host,
             port: args.port,
             session_manager_url,
@@ -188,6 +216,39 @@ impl Config {
             hub_send_rate_per_minute: args.hub_send_rate_per_minute,
         })
     }
+}
+
+/// The CAMPAIGN_* variables, checked against each other and the manager's timeout.
+fn campaign_settings(
+    args: &ServeArgs,
+) -> Result<crate::campaigns::dispatcher::DispatchSettings, ConfigError> {
+    use crate::campaigns::pacer::{Pace, SendWindow};
+    if args.campaign_min_delay_ms > args.campaign_max_delay_ms {
+        return Err(ConfigError::Campaign(format!(
+            "CAMPAIGN_MIN_DELAY_MS ({}) is greater than CAMPAIGN_MAX_DELAY_MS ({})",
+            args.campaign_min_delay_ms, args.campaign_max_delay_ms
+        )));
+    }
+    if args.campaign_lease_seconds.saturating_mul(1_000) <= args.session_manager_timeout_ms {
+        return Err(ConfigError::Campaign(format!(
+            "CAMPAIGN_LEASE_SECONDS ({}) must be longer than SESSION_MANAGER_TIMEOUT_MS ({} ms): a send still \
+             waiting for the manager would be taken over by another hub",
+            args.campaign_lease_seconds, args.session_manager_timeout_ms
+        )));
+    }
+    SendWindow::new(&args.campaign_default_time_zone, 0, 1440)
+        .map_err(|e| ConfigError::Campaign(format!("CAMPAIGN_DEFAULT_TIME_ZONE: {e}")))?;
+    Ok(crate::campaigns::dispatcher::DispatchSettings {
+        fastest: Pace {
+            min_delay_ms: args.campaign_min_delay_ms,
+            max_delay_ms: args.campaign_max_delay_ms,
+            max_per_hour: args.campaign_max_per_hour,
+            max_per_day: args.campaign_max_per_day,
+        },
+        lease: Duration::from_secs(args.campaign_lease_seconds),
+        retry_base: Duration::from_millis(args.campaign_retry_base_ms),
+        default_time_zone: args.campaign_default_time_zone.clone(),
+    })
 }
 
 fn normalize_manager_url(raw: &str) -> Result<String, ConfigError> {
@@ -243,6 +304,7 @@ impl fmt::Debug for Config {
             .field("auth_cache_ttl_ms", &self.auth_cache_ttl.as_millis())
             .field("trust_proxy_headers", &self.trust_proxy_headers)
             .field("hub_send_rate_per_minute", &self.hub_send_rate_per_minute)
+            .field("campaign", &self.campaign)
             .finish()
     }
 }

@@ -42,6 +42,9 @@ pub enum ApiError {
     Database(#[from] DbError),
     #[error("internal error: {0}")]
     Internal(String),
+    /// An answer with its own code, detail and hint (campaigns).
+    #[error("{message}")]
+    Coded { code: ErrorCode, message: String, detail: Value, hint: String },
 }
 
 impl ApiError {
@@ -62,6 +65,7 @@ impl ApiError {
             ApiError::Upstream(e) => e.code(),
             ApiError::Database(_) => ErrorCode::DatabaseError,
             ApiError::Internal(_) => ErrorCode::InternalError,
+            ApiError::Coded { code, .. } => *code,
         }
     }
 
@@ -94,6 +98,7 @@ impl ApiError {
                     .into()
             }
             ApiError::Internal(_) => "This is a bug: report it with the request_id".into(),
+            ApiError::Coded { hint, .. } => hint.clone(),
         }
     }
 
@@ -107,6 +112,7 @@ impl ApiError {
             ApiError::LoginBusy { retry_after_secs, .. } => json!({ "retry_after_secs": retry_after_secs }),
             ApiError::Upstream(e) => e.detail(),
             ApiError::Database(e) => json!({ "step": e.step() }),
+            ApiError::Coded { detail, .. } => detail.clone(),
             _ => json!({}),
         }
     }

@@ -5,6 +5,7 @@
 //! metrics. See `docs/architecture.md` and `docs/contracts.md`.
 
 pub mod auth;
+pub mod campaigns;
 pub mod cli;
 pub mod client;
 pub mod clock;

@@ -16,6 +16,8 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::auth::rate_limit::TokenBucket;
 use crate::auth::{JwtKeys, UserCache, password};
+use crate::campaigns::dispatcher::{CampaignRuntime, Dispatcher};
+use crate::campaigns::events::CampaignEvents;
 use crate::client::SessionManagerClient;
 use crate::config::Config;
 use crate::db::{AuditEntry, DbError, NewUser, Store};
@@ -55,6 +57,7 @@ pub struct Application {
     router: Router,
     state: AppState,
     feed_task: JoinHandle<()>,
+    dispatcher_task: JoinHandle<()>,
     generated_admin: Option<GeneratedAdmin>,
 }
 
@@ -67,6 +70,18 @@ impl Application {
         probe_manager(&manager).await;
         let shutdown = CancellationToken::new();
         let (feed, feed_task) = StatusFeed::spawn(manager.clone(), metrics.clone(), shutdown.clone());
+        let campaigns = CampaignRuntime {
+            settings: config.campaign.clone(),
+            events: CampaignEvents::default(),
+            nudge: Arc::new(tokio::sync::Notify::new()),
+        };
+        let dispatcher_task = Dispatcher::spawn(
+            store.clone(),
+            manager.clone(),
+            feed.clone(),
+            campaigns.clone(),
+            shutdown.clone(),
+        );
 
         let addr = format!("{}:{}", config.host, config.port);
         let listener = TcpListener::bind(&addr)
@@ -84,8 +99,9 @@ impl Application {
             feed,
             metrics,
             shutdown,
+            campaigns,
         });
-        Ok(Self { listener, router: app(state.clone()), state, feed_task, generated_admin })
+        Ok(Self { listener, router: app(state.clone()), state, feed_task, dispatcher_task, generated_admin })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -116,6 +132,7 @@ impl Application {
         service_kit::serve(self.listener, self.router, SERVE_OPTIONS, signal).await;
         self.state.shutdown.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.feed_task).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.dispatcher_task).await;
         self.state.store.close().await;
         Ok(())
     }

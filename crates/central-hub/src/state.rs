@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::password::VerifyGate;
 use crate::auth::rate_limit::{Backoff, SlidingWindow, TokenBucket};
 use crate::auth::{JwtKeys, UserCache};
+use crate::campaigns::dispatcher::CampaignRuntime;
 use crate::client::SessionManagerClient;
 use crate::config::Config;
 use crate::db::Store;
@@ -48,6 +49,8 @@ pub struct SharedState {
     pub users: Arc<UserCache>,
     /// Cancelled at shutdown: ends the event streams so the server can drain.
     pub shutdown: CancellationToken,
+    /// The campaign dispatcher's settings, change announcements and wake-up.
+    pub campaigns: CampaignRuntime,
 }
 
 pub struct LoginLimits {

@@ -67,6 +67,11 @@ pub enum ErrorCode {
     SessionManagerError,
     /// hub: the database could not be reached or failed.
     DatabaseError,
+    /// hub: a campaign cannot be created as sent (bad lines, template, pace, window); `detail`
+    /// lists every offending line.
+    CampaignInvalid,
+    /// hub: the campaign's state does not allow the action (start a completed one...).
+    CampaignStateConflict,
     /// A bug: logged with its cause, reported with the request id.
     InternalError,
     /// A code this build does not know (sent by a newer peer).
@@ -78,7 +83,7 @@ impl ErrorCode {
     /// The HTTP status that goes with this code.
     pub fn http_status(self) -> u16 {
         match self {
-            ErrorCode::ValidationError => 400,
+            ErrorCode::ValidationError | ErrorCode::CampaignInvalid => 400,
             ErrorCode::Unauthorized => 401,
             ErrorCode::Forbidden => 403,
             ErrorCode::NotFound | ErrorCode::NoQr => 404,
@@ -88,7 +93,8 @@ impl ErrorCode {
             | ErrorCode::LoggedOut
             | ErrorCode::Conflict
             | ErrorCode::ProfileLocked
-            | ErrorCode::PairingUnavailable => 409,
+            | ErrorCode::PairingUnavailable
+            | ErrorCode::CampaignStateConflict => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::HostNotAllowed => 421,
             ErrorCode::NumberNotOnWhatsapp | ErrorCode::IdempotencyKeyReused => 422,
@@ -138,6 +144,8 @@ impl ErrorCode {
             ErrorCode::SessionManagerTimeout => "SESSION_MANAGER_TIMEOUT",
             ErrorCode::SessionManagerError => "SESSION_MANAGER_ERROR",
             ErrorCode::DatabaseError => "DATABASE_ERROR",
+            ErrorCode::CampaignInvalid => "CAMPAIGN_INVALID",
+            ErrorCode::CampaignStateConflict => "CAMPAIGN_STATE_CONFLICT",
             ErrorCode::InternalError => "INTERNAL_ERROR",
             ErrorCode::Unknown => "UNKNOWN",
         }
@@ -192,6 +200,8 @@ mod tests {
     fn statuses_match_the_design_table() {
         let table = [
             ("VALIDATION_ERROR", 400),
+            ("CAMPAIGN_INVALID", 400),
+            ("CAMPAIGN_STATE_CONFLICT", 409),
             ("UNAUTHORIZED", 401),
             ("FORBIDDEN", 403),
             ("NO_QR", 404),

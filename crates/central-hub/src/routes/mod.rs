@@ -22,6 +22,7 @@ pub fn router() -> Router<AppState> {
         .merge(admin::router())
         .merge(admin_page::router())
         .merge(whatsapp::router())
+        .merge(crate::campaigns::routes::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }

@@ -52,6 +52,13 @@ pub fn serve_args(manager_url: &str, database_url: &str) -> ServeArgs {
         auth_cache_ttl_ms: 2_000,
         trust_proxy_headers: false,
         hub_send_rate_per_minute: 30,
+        campaign_min_delay_ms: 8_000,
+        campaign_max_delay_ms: 20_000,
+        campaign_max_per_hour: 200,
+        campaign_max_per_day: 1_000,
+        campaign_lease_seconds: 90,
+        campaign_retry_base_ms: 2_000,
+        campaign_default_time_zone: "America/Argentina/Buenos_Aires".into(),
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod auth;
 mod binary;
+mod campaigns;
 mod helpers;
 mod routing;
 mod security;

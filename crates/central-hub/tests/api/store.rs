@@ -132,7 +132,7 @@ async fn the_sqlite_store_keeps_users_and_the_audit_log() {
 }
 
 /// Runs `body` with a `DATABASE_URL` pointing at a fresh schema, then drops the schema.
-async fn with_postgres_schema<F, Fut>(body: F)
+pub(crate) async fn with_postgres_schema<F, Fut>(body: F)
 where
     F: FnOnce(String) -> Fut,
     Fut: Future<Output = ()>,

@@ -29,6 +29,10 @@ impl Idempotency {
     /// Runs `send` at most once for `scope`: the first request runs it, the others (later, or
     /// waiting meanwhile) get its answer, `true` meaning replayed. A send refused before the page
     /// was asked (`Err`) is not remembered.
+    ///
+    /// The send runs in its own task: a caller that goes away mid-send (a hub killed, a timeout)
+    /// must not cancel it half-way, or the page sends while the key is left unanswered and the
+    /// caller's retry with the same key sends a second time.
     pub async fn once<F, Fut>(
         self: &Arc<Self>,
         scope: Scope,
@@ -36,21 +40,26 @@ impl Idempotency {
         send: F,
     ) -> Result<(Answer, bool), Error>
     where
-        F: FnOnce(Ticket) -> Fut,
-        Fut: Future<Output = Result<Answer, Error>>,
+        F: FnOnce(Ticket) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Answer, Error>> + Send + 'static,
     {
         let cell = match self.claim(&scope, fingerprint) {
             Claim::Cell(cell) => cell,
             Claim::Reused => return Err(Error::IdempotencyKeyReused { key: scope.key }),
         };
-        let ran = AtomicBool::new(false);
-        let result = cell
-            .get_or_try_init(|| {
-                ran.store(true, Ordering::Relaxed);
-                self.settle(&scope, send)
+        let ran = Arc::new(AtomicBool::new(false));
+        let job = {
+            let (store, cell, scope, ran) = (self.clone(), cell.clone(), scope.clone(), ran.clone());
+            tokio::spawn(async move {
+                cell.get_or_try_init(|| {
+                    ran.store(true, Ordering::Relaxed);
+                    store.settle(&scope, send)
+                })
+                .await
+                .cloned()
             })
-            .await
-            .cloned();
+        };
+        let result = job.await.unwrap_or(Err(Error::ActorGone));
         match result {
             Ok(Settled { answer, .. }) => Ok((answer, !ran.load(Ordering::Relaxed))),
             Err(e) => {

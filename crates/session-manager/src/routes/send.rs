@@ -48,12 +48,12 @@ pub async fn send(
                 let body = SendResponse { success: true, message: "Message sent".into(), data };
                 Ok((StatusCode::OK, serde_json::to_value(body).unwrap_or_default()))
             }
-            // A send that was attempted has an answer worth replaying; a refusal before it does not.
-            Err(
-                e
-                @ (Error::SendFailed { .. } | Error::SendTimeout { .. } | Error::NumberNotOnWhatsapp { .. }),
-            ) => Ok(idempotency::error_answer(&e)),
-            Err(e) => Err(e),
+            // Refused before the page was asked: nothing to replay, the caller may try again.
+            Err(e @ Error::SessionNotReady { .. }) => Err(e),
+            // Handed to the page: whatever the outcome (sent, refused, or unknown because the page
+            // went away mid-send, as at a logout), it is the key's answer for good, so a retry with
+            // the key can never send a second time.
+            Err(e) => Ok(idempotency::error_answer(&e)),
         }
     };
 
