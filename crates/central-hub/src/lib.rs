@@ -44,8 +44,10 @@ pub async fn run(config: config::Config) -> Result<(), StartupError> {
             admin.email
         );
     }
+    // Listening for the signals before saying where it listens: whoever starts it may stop it at once.
+    let stop = service_kit::shutdown_signal();
     let _ = writeln!(stdout, "central-hub listening on http://{}", app.local_addr());
     let _ = stdout.flush();
     drop(stdout);
-    app.run_until_stopped(service_kit::shutdown_signal()).await
+    app.run_until_stopped(stop).await
 }

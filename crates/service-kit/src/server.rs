@@ -83,32 +83,43 @@ pub async fn serve(
     }
 }
 
-/// Resolves at the first SIGINT or SIGTERM (logging which). If a signal cannot be listened for,
-/// that is logged and the other still works.
-pub async fn shutdown_signal() {
-    let interrupt = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error.message = %e, "cannot listen for SIGINT");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+/// Resolves at the first SIGINT or SIGTERM (logging which). The handlers are installed when this is
+/// called, not when the future is first polled: a signal that arrives right after a service printed
+/// its listening line (and before its serve loop polls the future) still stops it gracefully. If a
+/// signal cannot be listened for, that is logged and the other still works.
+#[cfg(unix)]
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+    async fn received(listener: std::io::Result<Signal>, name: &'static str) {
+        match listener {
+            Ok(mut listener) => {
+                listener.recv().await;
             }
             Err(e) => {
-                tracing::error!(error.message = %e, "cannot listen for SIGTERM");
+                tracing::error!(error.message = %e, "cannot listen for {name}");
                 std::future::pending::<()>().await;
             }
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => tracing::info!("SIGINT received: stopping"),
-        () = terminate => tracing::info!("SIGTERM received: stopping"),
+    }
+    let interrupt = received(signal(SignalKind::interrupt()), "SIGINT");
+    let terminate = received(signal(SignalKind::terminate()), "SIGTERM");
+    async move {
+        tokio::select! {
+            () = interrupt => tracing::info!("SIGINT received: stopping"),
+            () = terminate => tracing::info!("SIGTERM received: stopping"),
+        }
+    }
+}
+
+/// Resolves at Ctrl-C (systems without Unix signals).
+#[cfg(not(unix))]
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::info!("Ctrl-C received: stopping");
+        } else {
+            std::future::pending::<()>().await;
+        }
     }
 }
 

@@ -166,8 +166,10 @@ impl Application {
 pub async fn run(config: Config) -> Result<(), StartError> {
     let app = Application::build(config).await?;
     let addr = app.local_addr()?;
+    // Listening for the signals before saying where it listens: whoever starts it may stop it at once.
+    let stop = service_kit::shutdown_signal();
     println!("session-manager listening on http://{addr}");
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    app.run_until(service_kit::shutdown_signal()).await
+    app.run_until(stop).await
 }

@@ -97,8 +97,10 @@ impl SimHandle {
 pub async fn run(config: SimConfig, host: IpAddr) -> io::Result<()> {
     let listener = TcpListener::bind(SocketAddr::new(host, config.port)).await?;
     let addr = listener.local_addr()?;
+    // Listening for the signals before saying where it listens: whoever starts it may stop it at once.
+    let stop = service_kit::shutdown_signal();
     tracing::info!(?config, %addr, "wa-sim starting");
     println!("wa-sim listening on http://{addr}");
-    serve(listener, config, service_kit::shutdown_signal()).await;
+    serve(listener, config, stop).await;
     Ok(())
 }
