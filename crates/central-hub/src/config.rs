@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::campaigns::pacer::{Pace, SendWindow};
+
 /// The shortest JWT secret the hub accepts, in bytes (HS256 wants at least the hash size).
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
@@ -124,7 +126,7 @@ pub struct Config {
     pub auth_cache_ttl: Duration,
     pub trust_proxy_headers: bool,
     pub hub_send_rate_per_minute: u32,
-    pub campaign: crate::campaigns::dispatcher::DispatchSettings,
+    pub campaign: DispatchSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -219,10 +221,7 @@ impl Config {
 }
 
 /// The CAMPAIGN_* variables, checked against each other and the manager's timeout.
-fn campaign_settings(
-    args: &ServeArgs,
-) -> Result<crate::campaigns::dispatcher::DispatchSettings, ConfigError> {
-    use crate::campaigns::pacer::{Pace, SendWindow};
+fn campaign_settings(args: &ServeArgs) -> Result<DispatchSettings, ConfigError> {
     if args.campaign_min_delay_ms > args.campaign_max_delay_ms {
         return Err(ConfigError::Campaign(format!(
             "CAMPAIGN_MIN_DELAY_MS ({}) is greater than CAMPAIGN_MAX_DELAY_MS ({})",
@@ -238,7 +237,7 @@ fn campaign_settings(
     }
     SendWindow::new(&args.campaign_default_time_zone, 0, 1440)
         .map_err(|e| ConfigError::Campaign(format!("CAMPAIGN_DEFAULT_TIME_ZONE: {e}")))?;
-    Ok(crate::campaigns::dispatcher::DispatchSettings {
+    Ok(DispatchSettings {
         fastest: Pace {
             min_delay_ms: args.campaign_min_delay_ms,
             max_delay_ms: args.campaign_max_delay_ms,
@@ -307,6 +306,19 @@ impl fmt::Debug for Config {
             .field("campaign", &self.campaign)
             .finish()
     }
+}
+
+/// The operator's settings for the dispatcher.
+#[derive(Clone, Debug)]
+pub struct DispatchSettings {
+    /// The fastest pace any campaign may have (CAMPAIGN_* variables).
+    pub fastest: Pace,
+    /// How long a claimed recipient stays this hub's before another may take it over.
+    pub lease: Duration,
+    /// First back-off of a transient failure, doubled at each retry.
+    pub retry_base: Duration,
+    /// The IANA zone of a campaign that names none.
+    pub default_time_zone: String,
 }
 
 #[cfg(test)]

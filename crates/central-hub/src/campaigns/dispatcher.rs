@@ -19,6 +19,7 @@ use super::queue::Claimed;
 use super::store::Campaign;
 use super::{CampaignState, PauseReason, now_ms};
 use crate::client::{ClientError, SessionManagerClient};
+use crate::config::DispatchSettings;
 use crate::db::{AuditEntry, Backend, DbError, Store};
 use crate::feed::StatusFeed;
 
@@ -32,19 +33,6 @@ const IDLE: Duration = Duration::from_secs(1);
 /// The session must be out of READY this long before campaigns are paused (a hub that just
 /// started has not heard from the manager yet).
 const NOT_READY_GRACE: Duration = Duration::from_secs(3);
-
-/// The operator's settings for the dispatcher.
-#[derive(Clone, Debug)]
-pub struct DispatchSettings {
-    /// The fastest pace any campaign may have (CAMPAIGN_* variables).
-    pub fastest: Pace,
-    /// How long a claimed recipient stays this hub's before another may take it over.
-    pub lease: Duration,
-    /// First back-off of a transient failure, doubled at each retry.
-    pub retry_base: Duration,
-    /// The IANA zone of a campaign that names none.
-    pub default_time_zone: String,
-}
 
 /// What routes use to talk to the dispatcher.
 #[derive(Clone)]
