@@ -14,7 +14,7 @@ pub const MAX_EMAIL_LEN: usize = 254;
 #[serde(try_from = "String")]
 pub struct Email(String);
 
-string_newtype!(Email);
+string_newtype!(Email, parse(&str));
 
 impl Email {
     pub fn parse(raw: &str) -> Result<Self, String> {
@@ -36,14 +36,6 @@ impl Email {
             Some((local, domain)) if !local.is_empty() && !domain.is_empty() => Ok(Self(email)),
             _ => Err(format!("{email:?} is not an email address (expected name@domain)")),
         }
-    }
-}
-
-impl TryFrom<String> for Email {
-    type Error = String;
-
-    fn try_from(raw: String) -> Result<Self, String> {
-        Self::parse(&raw)
     }
 }
 

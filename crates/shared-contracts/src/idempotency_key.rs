@@ -14,7 +14,7 @@ pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 200;
 #[serde(try_from = "String")]
 pub struct IdempotencyKey(String);
 
-string_newtype!(IdempotencyKey);
+string_newtype!(IdempotencyKey, parse(&[u8]));
 
 impl IdempotencyKey {
     /// Parses a header value's bytes (a header may hold bytes that are not UTF-8).
@@ -28,14 +28,6 @@ impl IdempotencyKey {
         }
         // Printable ASCII is UTF-8.
         Ok(Self(String::from_utf8_lossy(key).into_owned()))
-    }
-}
-
-impl TryFrom<String> for IdempotencyKey {
-    type Error = String;
-
-    fn try_from(raw: String) -> Result<Self, String> {
-        Self::parse(raw.as_bytes())
     }
 }
 

@@ -13,7 +13,7 @@ pub const MAX_MESSAGE_CHARS: usize = 4096;
 #[serde(try_from = "String")]
 pub struct MessageText(String);
 
-string_newtype!(MessageText);
+string_newtype!(MessageText, parse(String));
 
 impl MessageText {
     pub fn parse(raw: String) -> Result<Self, String> {
@@ -25,14 +25,6 @@ impl MessageText {
             return Err(format!("message has {chars} characters: at most {MAX_MESSAGE_CHARS} are accepted"));
         }
         Ok(Self(raw))
-    }
-}
-
-impl TryFrom<String> for MessageText {
-    type Error = String;
-
-    fn try_from(raw: String) -> Result<Self, String> {
-        Self::parse(raw)
     }
 }
 

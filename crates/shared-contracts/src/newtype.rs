@@ -1,9 +1,27 @@
 //! The common surface of the string newtypes validated at the border: `as_str`, `Display`,
-//! `AsRef<str>`, `Serialize` as a plain JSON string, `FromStr` and `into String`. Each type writes its own
-//! `parse` and `TryFrom<String>` (what `#[serde(try_from = "String")]` deserializes through).
+//! `AsRef<str>`, `Serialize` as a plain JSON string, `FromStr` and `into String`, and
+//! `TryFrom<String>` (what `#[serde(try_from = "String")]` deserializes through) from the type's own
+//! `parse`, which takes the `String`, a `&str` or the bytes, as the invocation says.
 
 macro_rules! string_newtype {
-    ($name:ident) => {
+    ($name:ident, parse(String)) => {
+        $crate::newtype::string_newtype!($name, |raw| $name::parse(raw));
+    };
+    ($name:ident, parse(&str)) => {
+        $crate::newtype::string_newtype!($name, |raw| $name::parse(&raw));
+    };
+    ($name:ident, parse(&[u8])) => {
+        $crate::newtype::string_newtype!($name, |raw| $name::parse(raw.as_bytes()));
+    };
+    ($name:ident, |$raw:ident| $parse:expr) => {
+        impl ::std::convert::TryFrom<String> for $name {
+            type Error = String;
+
+            fn try_from($raw: String) -> Result<Self, String> {
+                $parse
+            }
+        }
+
         impl $name {
             pub fn as_str(&self) -> &str {
                 &self.0

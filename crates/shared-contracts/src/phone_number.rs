@@ -14,7 +14,7 @@ use crate::newtype::string_newtype;
 #[serde(try_from = "String")]
 pub struct PhoneNumber(String);
 
-string_newtype!(PhoneNumber);
+string_newtype!(PhoneNumber, parse(&str));
 
 impl PhoneNumber {
     pub fn parse(raw: &str) -> Result<Self, String> {
@@ -50,14 +50,6 @@ impl PhoneNumber {
             ));
         }
         Ok(Self(digits))
-    }
-}
-
-impl TryFrom<String> for PhoneNumber {
-    type Error = String;
-
-    fn try_from(raw: String) -> Result<Self, String> {
-        Self::parse(&raw)
     }
 }
 

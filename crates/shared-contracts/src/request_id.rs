@@ -15,7 +15,7 @@ pub const MAX_REQUEST_ID_LEN: usize = 128;
 #[serde(try_from = "String")]
 pub struct RequestId(String);
 
-string_newtype!(RequestId);
+string_newtype!(RequestId, parse(&str));
 
 impl RequestId {
     /// The one rule for a caller's request id, also applied without allocating by the services'
@@ -31,14 +31,6 @@ impl RequestId {
             ));
         }
         Ok(Self(raw.to_owned()))
-    }
-}
-
-impl TryFrom<String> for RequestId {
-    type Error = String;
-
-    fn try_from(raw: String) -> Result<Self, String> {
-        Self::parse(&raw)
     }
 }
 
