@@ -123,10 +123,13 @@ async function create(event, onCreated) {
       cliente_id: Number($("campaign-cliente").value),
       template: $("campaign-template").value,
       csv: csvText ?? "",
+      time_zone: $("campaign-time-zone").value.trim(),
+      window: { start: $("campaign-window-start").value.trim(), end: $("campaign-window-end").value.trim() },
     });
     showNotice(t("campaigns.created", { name: created.name, count: created.report?.recipients ?? created.total }));
     form.reset();
     csvText = null;
+    fillTimeZone();
     drawPreview();
     onCreated(created);
   } catch (error) {
@@ -138,11 +141,17 @@ async function create(event, onCreated) {
   }
 }
 
+/** The browser's own time zone as the window's, until the admin writes another. */
+function fillTimeZone() {
+  $("campaign-time-zone").value = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+}
+
 /** Wires the form; `onCreated(campaign)` runs after the hub stored one. */
 export function initForm(onCreated) {
   $("campaign-form").addEventListener("submit", (event) => create(event, onCreated));
   $("campaign-template").addEventListener("input", drawPreview);
   $("campaign-csv").addEventListener("change", readFile);
+  fillTimeZone();
 }
 
 export function drawForm() {
