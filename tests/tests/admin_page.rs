@@ -533,6 +533,12 @@ async fn campaign_scenario(stack: &mut Stack, browser: &TestBrowser) {
     let bad = files.path().join("bad.csv");
     std::fs::write(&bad, "phone;nombre\n5491100000001;Ana\nno-es-un-numero;Beto\n").expect("bad.csv");
     choose_file(&page, "#campaign-csv", &bad).await;
+    // The preview moves the button down: click it once the preview is drawn, as a user would.
+    wait_until("the bad CSV's preview", Duration::from_secs(5), || async {
+        let rows = eval(&page, "document.querySelectorAll('#campaign-csv-preview tr').length").await.ok()?;
+        (rows == 3).then_some(())
+    })
+    .await;
     click(&page, "#campaign-submit").await;
     let errors = wait_until("the line errors", Duration::from_secs(15), || async {
         shown_text(&page, "campaign-errors").await
@@ -558,8 +564,10 @@ async fn campaign_scenario(stack: &mut Stack, browser: &TestBrowser) {
     assert_eq!(preview.as_deref(), Some("Hola Ana, novedades"), "the first row rendered");
     click(&page, "#campaign-submit").await;
     wait_until("the created campaign's detail", Duration::from_secs(15), || async {
+        // Listed too (the list above the detail is filled by the next poll).
         let state = shown_text(&page, "campaign-detail-state").await?;
-        (state == "Borrador" && shown(&page, "campaign-start").await).then_some(())
+        let listed = eval(&page, "document.querySelectorAll('#campaign-list li').length").await.ok()?;
+        (state == "Borrador" && listed == 1 && shown(&page, "campaign-start").await).then_some(())
     })
     .await;
     assert!(!shown(&page, "campaign-errors").await, "the earlier errors are gone");
@@ -592,6 +600,7 @@ async fn campaign_scenario(stack: &mut Stack, browser: &TestBrowser) {
         "the simulator received each rendered text once"
     );
     screenshot(&page, "campaign").await;
+    phone_screenshot(&page, "campaign-phone").await;
 
     let violations = eval(&page, "window.__cspViolations").await.expect("the CSP record");
     assert_eq!(violations, Value::Array(vec![]), "the page works under the hub's CSP");

@@ -141,7 +141,9 @@ function drawDetail() {
     const value = document.createElement("dd");
     value.dataset.count = state;
     value.textContent = String(counts[state] || 0);
-    list.append(term, value);
+    const pair = document.createElement("div");
+    pair.append(term, value);
+    list.append(pair);
   }
   const paused = Boolean(campaign.pause_reason);
   $("campaign-pause").hidden = !paused;
