@@ -448,12 +448,18 @@ fn zero_pace_env() -> Vec<(&'static str, String)> {
 }
 
 /// A campaign from the page's "Campañas" section: a CSV with a bad phone shows the line's error
-/// and stores nothing; a 3-row CSV is previewed, created, started from the page, and the page shows
-/// it completed while the simulator received each rendered text once.
+/// and stores nothing; a 4-row CSV (one number not on WhatsApp) is previewed, created, started from
+/// the page, and the page shows it completed while the simulator received the 3 rendered texts
+/// once each; the failed recipient comes down as CSV.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_admin_runs_a_campaign_from_the_page() {
     let options = StackOptions {
-        sim: SimConfig { qr_rotate_ms: 3_000, load_delay_ms: 100, ..SimConfig::default() },
+        sim: SimConfig {
+            qr_rotate_ms: 3_000,
+            load_delay_ms: 100,
+            unknown_numbers: vec![UNKNOWN.into()],
+            ..SimConfig::default()
+        },
         manager_env: vec![("SEND_RATE_PER_MINUTE", "100000".into())],
         hub_env: zero_pace_env(),
         ..StackOptions::default()
@@ -473,6 +479,9 @@ async fn an_admin_runs_a_campaign_from_the_page() {
         }
     }
 }
+
+/// The campaign's number that is not on WhatsApp.
+const UNKNOWN: &str = "5491100000004";
 
 /// Chooses `path` in the file input `selector`, as the file dialog does.
 async fn choose_file(page: &Page, selector: &str, path: &std::path::Path) {
@@ -551,14 +560,16 @@ async fn campaign_scenario(stack: &mut Stack, browser: &TestBrowser) {
     assert_eq!(status, 200, "{list}");
     assert_eq!(list["campaigns"], serde_json::json!([]), "nothing was created");
 
-    // Three good rows: previewed, created, started from the page, completed.
+    // Four good rows: previewed, created, started from the page, completed.
     let good = files.path().join("good.csv");
-    std::fs::write(&good, "phone;nombre\n5491100000001;Ana\n5491100000002;Beto\n5491100000003;Carla\n")
-        .expect("good.csv");
+    let csv = format!(
+        "phone;nombre\n5491100000001;Ana\n5491100000002;Beto\n5491100000003;Carla\n{UNKNOWN};Dario\n"
+    );
+    std::fs::write(&good, csv).expect("good.csv");
     choose_file(&page, "#campaign-csv", &good).await;
     let preview = wait_until("the CSV preview", Duration::from_secs(5), || async {
         let rows = eval(&page, "document.querySelectorAll('#campaign-csv-preview tr').length").await.ok()?;
-        (rows == 4).then_some(shown_text(&page, "campaign-render-text").await)
+        (rows == 5).then_some(shown_text(&page, "campaign-render-text").await)
     })
     .await;
     assert_eq!(preview.as_deref(), Some("Hola Ana, novedades"), "the first row rendered");
@@ -575,11 +586,14 @@ async fn campaign_scenario(stack: &mut Stack, browser: &TestBrowser) {
     wait_until("the campaign completed on the page", Duration::from_secs(60), || async {
         let state = shown_text(&page, "campaign-detail-state").await?;
         let line = text(&page, "document.querySelector('#campaign-list .campaign-line')?.textContent").await;
-        (state == "Completada" && line.starts_with("3 de 3")).then_some(())
+        (state == "Completada" && line.starts_with("4 de 4")).then_some(())
     })
     .await;
     let sent = text(&page, "document.querySelector('#campaign-counts [data-count=sent]').textContent").await;
     assert_eq!(sent, "3", "the detail counts three sent");
+    let failed =
+        text(&page, "document.querySelector('#campaign-counts [data-count=failed]').textContent").await;
+    assert_eq!(failed, "1", "and one failed");
     assert!(!shown(&page, "campaign-start").await && !shown(&page, "campaign-cancel").await);
     let (_, messages) = sim.get("/__sim/messages").await.expect("the simulator's messages");
     let mut texts: Vec<(String, String)> = messages
@@ -600,6 +614,26 @@ async fn campaign_scenario(stack: &mut Stack, browser: &TestBrowser) {
         "the simulator received each rendered text once"
     );
     screenshot(&page, "campaign").await;
+
+    // The failed recipients as CSV: the page fetches it with the token and saves it through a Blob
+    // URL; the Blob handed to the download is read back.
+    eval(
+        &page,
+        "(() => { window.__downloads = []; const create = URL.createObjectURL; \
+         URL.createObjectURL = (blob) => { blob.text().then((t) => window.__downloads.push(t)); return create(blob); }; })()",
+    )
+    .await
+    .expect("observing the Blob URLs");
+    click(&page, "#campaign-download").await;
+    let downloaded = wait_until("the failed recipients' CSV", Duration::from_secs(10), || async {
+        Some(text(&page, "window.__downloads[0] || ''").await).filter(|t| !t.is_empty())
+    })
+    .await;
+    assert!(
+        downloaded.contains(UNKNOWN) && downloaded.contains("NUMBER_NOT_ON_WHATSAPP"),
+        "the CSV names the failed number and why: {downloaded}"
+    );
+    assert!(!downloaded.contains("5491100000001"), "only the failed ones: {downloaded}");
     phone_screenshot(&page, "campaign-phone").await;
 
     let violations = eval(&page, "window.__cspViolations").await.expect("the CSP record");
