@@ -450,7 +450,7 @@ fn zero_pace_env() -> Vec<(&'static str, String)> {
 /// A campaign from the page's "Campañas" section: a CSV with a bad phone shows the line's error
 /// and stores nothing; a 4-row CSV (one number not on WhatsApp) is previewed, created, started from
 /// the page, and the page shows it completed while the simulator received the 3 rendered texts
-/// once each; the failed recipient comes down as CSV.
+/// once each; the failed recipient comes down as CSV; a second campaign is cancelled as a draft.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_admin_runs_a_campaign_from_the_page() {
     let options = StackOptions {
@@ -634,6 +634,34 @@ async fn campaign_scenario(stack: &mut Stack, browser: &TestBrowser) {
         "the CSV names the failed number and why: {downloaded}"
     );
     assert!(!downloaded.contains("5491100000001"), "only the failed ones: {downloaded}");
+
+    // A draft cancelled from the page: its actions are gone and nothing more is sent.
+    type_into(&page, "#campaign-name", "Borrador").await;
+    type_into(&page, "#campaign-template", "Hola {{nombre}}, otra vez").await;
+    choose_file(&page, "#campaign-csv", &good).await;
+    wait_until("the second CSV's preview", Duration::from_secs(5), || async {
+        let rows = eval(&page, "document.querySelectorAll('#campaign-csv-preview tr').length").await.ok()?;
+        (rows == 5).then_some(())
+    })
+    .await;
+    click(&page, "#campaign-submit").await;
+    wait_until("the second campaign's detail", Duration::from_secs(15), || async {
+        let name = shown_text(&page, "campaign-detail-name").await?;
+        let listed = eval(&page, "document.querySelectorAll('#campaign-list li').length").await.ok()?;
+        (name.ends_with("Borrador") && listed == 2 && shown(&page, "campaign-cancel").await).then_some(())
+    })
+    .await;
+    click(&page, "#campaign-cancel").await;
+    wait_until("the campaign cancelled on the page", Duration::from_secs(15), || async {
+        let state = shown_text(&page, "campaign-detail-state").await?;
+        (state == "Cancelada" && !shown(&page, "campaign-cancel").await).then_some(())
+    })
+    .await;
+    let skipped =
+        text(&page, "document.querySelector('#campaign-counts [data-count=skipped]').textContent").await;
+    assert_eq!(skipped, "4", "a cancelled draft's recipients are skipped");
+    let (_, messages) = sim.get("/__sim/messages").await.expect("the simulator's messages");
+    assert_eq!(messages.as_array().map(Vec::len), Some(3), "the cancelled campaign sent nothing");
     phone_screenshot(&page, "campaign-phone").await;
 
     let violations = eval(&page, "window.__cspViolations").await.expect("the CSP record");
