@@ -185,7 +185,10 @@ export function draw() {
     view.selected = null;
   }
   const list = $("campaign-list");
+  // Redrawn on every poll: a keyboard user's focus stays on the campaign it was on.
+  const focused = list.contains(document.activeElement) ? document.activeElement.closest("li")?.dataset.id : null;
   list.replaceChildren(...view.campaigns.map(listItem));
+  if (focused) list.querySelector(`li[data-id="${focused}"] button`)?.focus();
   $("campaign-empty").hidden = view.campaigns.length > 0;
   $("campaign-load-error").hidden = !view.failed;
   drawDetail();
