@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use chromiumoxide::cdp::browser_protocol::dom::SetFileInputFilesParams;
 use chromiumoxide::cdp::browser_protocol::emulation::{
     ClearDeviceMetricsOverrideParams, SetDeviceMetricsOverrideParams,
 };
@@ -433,4 +434,236 @@ async fn pairing_scenario(stack: &mut Stack, browser: &TestBrowser) {
     assert_eq!(status, 200, "pair: {body}");
     wait_for_indicator(&page, "connected", "Conectado (+5491155550000)", Duration::from_secs(30)).await;
     assert!(!shown(&page, "pairing-box").await, "the code is gone once linked");
+}
+
+/// The hub's campaign test setting: no delay, no caps, quick retries (as in tests/campaigns.rs).
+fn zero_pace_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("CAMPAIGN_MIN_DELAY_MS", "0".into()),
+        ("CAMPAIGN_MAX_DELAY_MS", "0".into()),
+        ("CAMPAIGN_MAX_PER_HOUR", "0".into()),
+        ("CAMPAIGN_MAX_PER_DAY", "0".into()),
+        ("CAMPAIGN_RETRY_BASE_MS", "100".into()),
+    ]
+}
+
+/// A campaign from the page's "Campañas" section: a CSV with a bad phone shows the line's error
+/// and stores nothing; a 4-row CSV (one number not on WhatsApp) is previewed, created, started from
+/// the page, and the page shows it completed while the simulator received the 3 rendered texts
+/// once each; the failed recipient comes down as CSV; a second campaign is cancelled as a draft.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_admin_runs_a_campaign_from_the_page() {
+    let options = StackOptions {
+        sim: SimConfig {
+            qr_rotate_ms: 3_000,
+            load_delay_ms: 100,
+            unknown_numbers: vec![UNKNOWN.into()],
+            ..SimConfig::default()
+        },
+        manager_env: vec![("SEND_RATE_PER_MINUTE", "100000".into())],
+        hub_env: zero_pace_env(),
+        ..StackOptions::default()
+    };
+    let mut stack = Stack::start(options).await.expect("the stack starts");
+    let profile = tempfile::tempdir().expect("a profile directory");
+    let browser = TestBrowser::launch(profile.path()).await.expect("Chromium starts");
+    let outcome = AssertUnwindSafe(campaign_scenario(&mut stack, &browser)).catch_unwind().await;
+    browser.close().await;
+    assert_no_chromium_using(profile.path(), Duration::from_secs(10)).await;
+    match outcome {
+        Ok(()) => stack.stop().await.expect("the stack stops and leaves no Chromium"),
+        Err(panic) => {
+            eprintln!("hub stderr:\n{}", stack.hub.stderr());
+            let _ = stack.stop().await;
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+/// The campaign's number that is not on WhatsApp.
+const UNKNOWN: &str = "5491100000004";
+
+/// Chooses `path` in the file input `selector`, as the file dialog does.
+async fn choose_file(page: &Page, selector: &str, path: &std::path::Path) {
+    let input = page.find_element(selector).await.unwrap_or_else(|e| panic!("the page has {selector}: {e}"));
+    let params = SetFileInputFilesParams::builder()
+        .file(path.display().to_string())
+        .backend_node_id(input.backend_node_id)
+        .build()
+        .expect("the file input parameters");
+    tokio::time::timeout(CDP_TIMEOUT, page.execute(params))
+        .await
+        .expect("choosing the file did not time out")
+        .expect("the file is chosen");
+}
+
+/// Clears the field `id` and types `input` into it.
+async fn replace_text(page: &Page, id: &str, input: &str) {
+    eval(page, &format!("document.getElementById('{id}').value = ''")).await.expect("clearing the field");
+    type_into(page, &format!("#{id}"), input).await;
+}
+
+async fn campaign_scenario(stack: &mut Stack, browser: &TestBrowser) {
+    let hub = stack.hub.url().to_owned();
+    let sim = stack.sim_client().expect("a simulator client");
+    let page = browser.open_with_init_script(&format!("{hub}/"), OBSERVER).await.expect("the page opens");
+    wait_until("the page's script to start", Duration::from_secs(10), || async {
+        (text(&page, "document.body.dataset.ready").await == "true").then_some(())
+    })
+    .await;
+    type_into(&page, "#login-email", ADMIN_EMAIL).await;
+    type_into(&page, "#login-password", ADMIN_PASSWORD).await;
+    click(&page, "#login-submit").await;
+    wait_until("the dashboard after login", Duration::from_secs(15), || async {
+        shown(&page, "dashboard").await.then_some(())
+    })
+    .await;
+    let token = text(&page, "sessionStorage.getItem('central-hub.token') || ''").await;
+    assert!(shown(&page, "campaign-empty").await, "no campaigns yet, and the page says so");
+
+    // Link the session from the page.
+    click(&page, "#connect").await;
+    wait_for_indicator(&page, "waiting", "Esperando escaneo", Duration::from_secs(30)).await;
+    let (status, body) = sim.post("/__sim/scan", None).await.expect("the scan request");
+    assert_eq!(status, 200, "scan: {body}");
+    wait_for_indicator(&page, "connected", "Conectado", Duration::from_secs(30)).await;
+
+    // The form: name, template (its variables listed), a window open all day.
+    let files = tempfile::tempdir().expect("a directory for the CSV files");
+    type_into(&page, "#campaign-name", "Promo marzo").await;
+    type_into(&page, "#campaign-template", "Hola {{nombre}}, novedades").await;
+    let vars = shown_text(&page, "campaign-vars").await.expect("the variables are shown");
+    assert!(vars.contains("{{nombre}}"), "the template's variables: {vars}");
+    replace_text(&page, "campaign-window-start", "00:00").await;
+    replace_text(&page, "campaign-window-end", "24:00").await;
+    replace_text(&page, "campaign-time-zone", "UTC").await;
+
+    // A bad phone on line 3: the error names the line, and nothing is created.
+    let bad = files.path().join("bad.csv");
+    std::fs::write(&bad, "phone;nombre\n5491100000001;Ana\nno-es-un-numero;Beto\n").expect("bad.csv");
+    choose_file(&page, "#campaign-csv", &bad).await;
+    // The preview moves the button down: click it once the preview is drawn, as a user would.
+    wait_until("the bad CSV's preview", Duration::from_secs(5), || async {
+        let rows = eval(&page, "document.querySelectorAll('#campaign-csv-preview tr').length").await.ok()?;
+        (rows == 3).then_some(())
+    })
+    .await;
+    click(&page, "#campaign-submit").await;
+    let errors = wait_until("the line errors", Duration::from_secs(15), || async {
+        shown_text(&page, "campaign-errors").await
+    })
+    .await;
+    assert!(errors.contains("Errores en el CSV: 1;"), "the error count is shown: {errors}");
+    assert!(errors.contains("Línea 3 (no-es-un-numero)"), "the bad line is named: {errors}");
+    assert!(!errors.contains("Línea 2"), "the good line is not: {errors}");
+    let (status, list) = e2e::get_with_token(&hub, "/api/campaigns", &token).await.expect("the list");
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["campaigns"], serde_json::json!([]), "nothing was created");
+
+    // Four good rows: previewed, created, started from the page, completed.
+    let good = files.path().join("good.csv");
+    let csv = format!(
+        "phone;nombre\n5491100000001;Ana\n5491100000002;Beto\n5491100000003;Carla\n{UNKNOWN};Dario\n"
+    );
+    std::fs::write(&good, csv).expect("good.csv");
+    choose_file(&page, "#campaign-csv", &good).await;
+    let preview = wait_until("the CSV preview", Duration::from_secs(5), || async {
+        let rows = eval(&page, "document.querySelectorAll('#campaign-csv-preview tr').length").await.ok()?;
+        (rows == 5).then_some(shown_text(&page, "campaign-render-text").await)
+    })
+    .await;
+    assert_eq!(preview.as_deref(), Some("Hola Ana, novedades"), "the first row rendered");
+    click(&page, "#campaign-submit").await;
+    wait_until("the created campaign's detail", Duration::from_secs(15), || async {
+        // Listed too (the list above the detail is filled by the next poll).
+        let state = shown_text(&page, "campaign-detail-state").await?;
+        let listed = eval(&page, "document.querySelectorAll('#campaign-list li').length").await.ok()?;
+        (state == "Borrador" && listed == 1 && shown(&page, "campaign-start").await).then_some(())
+    })
+    .await;
+    assert!(!shown(&page, "campaign-errors").await, "the earlier errors are gone");
+    click(&page, "#campaign-start").await;
+    wait_until("the campaign completed on the page", Duration::from_secs(60), || async {
+        let state = shown_text(&page, "campaign-detail-state").await?;
+        let line = text(&page, "document.querySelector('#campaign-list .campaign-line')?.textContent").await;
+        (state == "Completada" && line.starts_with("4 de 4")).then_some(())
+    })
+    .await;
+    let sent = text(&page, "document.querySelector('#campaign-counts [data-count=sent]').textContent").await;
+    assert_eq!(sent, "3", "the detail counts three sent");
+    let failed =
+        text(&page, "document.querySelector('#campaign-counts [data-count=failed]').textContent").await;
+    assert_eq!(failed, "1", "and one failed");
+    assert!(!shown(&page, "campaign-start").await && !shown(&page, "campaign-cancel").await);
+    let (_, messages) = sim.get("/__sim/messages").await.expect("the simulator's messages");
+    let mut texts: Vec<(String, String)> = messages
+        .as_array()
+        .expect("a list of messages")
+        .iter()
+        .map(|m| (m["to"].as_str().unwrap_or_default().into(), m["text"].as_str().unwrap_or_default().into()))
+        .collect();
+    texts.sort();
+    assert_eq!(
+        texts,
+        [
+            ("5491100000001", "Hola Ana, novedades"),
+            ("5491100000002", "Hola Beto, novedades"),
+            ("5491100000003", "Hola Carla, novedades")
+        ]
+        .map(|(to, text)| (to.to_owned(), text.to_owned())),
+        "the simulator received each rendered text once"
+    );
+    screenshot(&page, "campaign").await;
+
+    // The failed recipients as CSV: the page fetches it with the token and saves it through a Blob
+    // URL; the Blob handed to the download is read back.
+    eval(
+        &page,
+        "(() => { window.__downloads = []; const create = URL.createObjectURL; \
+         URL.createObjectURL = (blob) => { blob.text().then((t) => window.__downloads.push(t)); return create(blob); }; })()",
+    )
+    .await
+    .expect("observing the Blob URLs");
+    click(&page, "#campaign-download").await;
+    let downloaded = wait_until("the failed recipients' CSV", Duration::from_secs(10), || async {
+        Some(text(&page, "window.__downloads[0] || ''").await).filter(|t| !t.is_empty())
+    })
+    .await;
+    assert!(
+        downloaded.contains(UNKNOWN) && downloaded.contains("NUMBER_NOT_ON_WHATSAPP"),
+        "the CSV names the failed number and why: {downloaded}"
+    );
+    assert!(!downloaded.contains("5491100000001"), "only the failed ones: {downloaded}");
+
+    // A draft cancelled from the page: its actions are gone and nothing more is sent.
+    type_into(&page, "#campaign-name", "Borrador").await;
+    type_into(&page, "#campaign-template", "Hola {{nombre}}, otra vez").await;
+    choose_file(&page, "#campaign-csv", &good).await;
+    wait_until("the second CSV's preview", Duration::from_secs(5), || async {
+        let rows = eval(&page, "document.querySelectorAll('#campaign-csv-preview tr').length").await.ok()?;
+        (rows == 5).then_some(())
+    })
+    .await;
+    click(&page, "#campaign-submit").await;
+    wait_until("the second campaign's detail", Duration::from_secs(15), || async {
+        let name = shown_text(&page, "campaign-detail-name").await?;
+        let listed = eval(&page, "document.querySelectorAll('#campaign-list li').length").await.ok()?;
+        (name.ends_with("Borrador") && listed == 2 && shown(&page, "campaign-cancel").await).then_some(())
+    })
+    .await;
+    click(&page, "#campaign-cancel").await;
+    wait_until("the campaign cancelled on the page", Duration::from_secs(15), || async {
+        let state = shown_text(&page, "campaign-detail-state").await?;
+        (state == "Cancelada" && !shown(&page, "campaign-cancel").await).then_some(())
+    })
+    .await;
+    let skipped =
+        text(&page, "document.querySelector('#campaign-counts [data-count=skipped]').textContent").await;
+    assert_eq!(skipped, "4", "a cancelled draft's recipients are skipped");
+    let (_, messages) = sim.get("/__sim/messages").await.expect("the simulator's messages");
+    assert_eq!(messages.as_array().map(Vec::len), Some(3), "the cancelled campaign sent nothing");
+    phone_screenshot(&page, "campaign-phone").await;
+
+    let violations = eval(&page, "window.__cspViolations").await.expect("the CSP record");
+    assert_eq!(violations, Value::Array(vec![]), "the page works under the hub's CSP");
 }

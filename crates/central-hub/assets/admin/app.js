@@ -12,6 +12,7 @@ import * as banners from "./banners.js";
 import { DEFAULT_LANGUAGE, LANGUAGES } from "./i18n.js";
 import * as live from "./live.js";
 import * as actions from "./section-actions.js";
+import * as campaigns from "./section-campaigns.js";
 import * as pairing from "./section-pairing.js";
 import * as qr from "./section-qr.js";
 import * as send from "./section-send.js";
@@ -20,7 +21,7 @@ import * as session from "./session.js";
 import { $, LANG_KEY, app, onRender, render, t } from "./state.js";
 
 /** The dashboard's sections, top to bottom. */
-const SECTIONS = [status, qr, actions, pairing, send];
+const SECTIONS = [status, qr, actions, pairing, send, campaigns];
 
 /** Everything that draws, in drawing order: the sections, then the page's frame. */
 const PARTS = [...SECTIONS, banners, live, session];
