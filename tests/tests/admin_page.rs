@@ -126,13 +126,10 @@ async fn type_into(page: &Page, selector: &str, input: &str) {
         .unwrap_or_else(|e| panic!("typing into {selector}: {e}"));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_admin_runs_the_whatsapp_session_from_the_hubs_page() {
-    let options = StackOptions {
-        // First code 9 s, then 3 s each: long enough to look at, short enough to see a rotation.
-        sim: SimConfig { qr_rotate_ms: 3_000, load_delay_ms: 100, ..SimConfig::default() },
-        ..StackOptions::default()
-    };
+/// Starts the stack and Chromium, runs `scenario`, then, whatever it did (a panic included), closes
+/// Chromium, checks that none of it is left and stops the stack; on a failure the services' logs are
+/// printed before the panic goes on.
+async fn in_page(options: StackOptions, scenario: impl AsyncFnOnce(&mut Stack, &TestBrowser)) {
     let mut stack = Stack::start(options).await.expect("the stack starts");
     let profile = tempfile::tempdir().expect("a profile directory");
     let browser = TestBrowser::launch(profile.path()).await.expect("Chromium starts");
@@ -154,14 +151,41 @@ async fn an_admin_runs_the_whatsapp_session_from_the_hubs_page() {
     }
 }
 
-async fn scenario(stack: &mut Stack, browser: &TestBrowser) {
-    let hub = stack.hub.url().to_owned();
-    let sim = stack.sim_client().expect("a simulator client");
+/// Opens the hub's page and waits for its script to start.
+async fn open_page(browser: &TestBrowser, hub: &str) -> Page {
     let page = browser.open_with_init_script(&format!("{hub}/"), OBSERVER).await.expect("the page opens");
     wait_until("the page's script to start", Duration::from_secs(10), || async {
         (text(&page, "document.body.dataset.ready").await == "true").then_some(())
     })
     .await;
+    page
+}
+
+/// Logs the admin in through the form and waits for the dashboard.
+async fn log_in_as_admin(page: &Page) {
+    type_into(page, "#login-email", ADMIN_EMAIL).await;
+    type_into(page, "#login-password", ADMIN_PASSWORD).await;
+    click(page, "#login-submit").await;
+    wait_until("the dashboard after login", Duration::from_secs(15), || async {
+        shown(page, "dashboard").await.then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_admin_runs_the_whatsapp_session_from_the_hubs_page() {
+    let options = StackOptions {
+        // First code 9 s, then 3 s each: long enough to look at, short enough to see a rotation.
+        sim: SimConfig { qr_rotate_ms: 3_000, load_delay_ms: 100, ..SimConfig::default() },
+        ..StackOptions::default()
+    };
+    in_page(options, scenario).await;
+}
+
+async fn scenario(stack: &mut Stack, browser: &TestBrowser) {
+    let hub = stack.hub.url().to_owned();
+    let sim = stack.sim_client().expect("a simulator client");
+    let page = open_page(browser, &hub).await;
 
     // Spanish by default, the login form first.
     assert_eq!(text(&page, "document.documentElement.lang").await, "es");
@@ -379,36 +403,14 @@ async fn phone_screenshot(page: &Page, name: &str) {
 /// code shown next to the QR, and the green indicator once the phone accepted the code.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_admin_links_the_account_by_phone_number_from_the_page() {
-    let mut stack = Stack::start(StackOptions::default()).await.expect("the stack starts");
-    let profile = tempfile::tempdir().expect("a profile directory");
-    let browser = TestBrowser::launch(profile.path()).await.expect("Chromium starts");
-    let outcome = AssertUnwindSafe(pairing_scenario(&mut stack, &browser)).catch_unwind().await;
-    browser.close().await;
-    assert_no_chromium_using(profile.path(), Duration::from_secs(10)).await;
-    match outcome {
-        Ok(()) => stack.stop().await.expect("the stack stops and leaves no Chromium"),
-        Err(panic) => {
-            let _ = stack.stop().await;
-            std::panic::resume_unwind(panic);
-        }
-    }
+    in_page(StackOptions::default(), pairing_scenario).await;
 }
 
 async fn pairing_scenario(stack: &mut Stack, browser: &TestBrowser) {
     let hub = stack.hub.url().to_owned();
     let sim = stack.sim_client().expect("a simulator client");
-    let page = browser.open_with_init_script(&format!("{hub}/"), OBSERVER).await.expect("the page opens");
-    wait_until("the page's script to start", Duration::from_secs(10), || async {
-        (text(&page, "document.body.dataset.ready").await == "true").then_some(())
-    })
-    .await;
-    type_into(&page, "#login-email", ADMIN_EMAIL).await;
-    type_into(&page, "#login-password", ADMIN_PASSWORD).await;
-    click(&page, "#login-submit").await;
-    wait_until("the dashboard after login", Duration::from_secs(15), || async {
-        shown(&page, "dashboard").await.then_some(())
-    })
-    .await;
+    let page = open_page(browser, &hub).await;
+    log_in_as_admin(&page).await;
     let label = text(&page, "document.getElementById('pairing-submit').textContent").await;
     assert_eq!(label, "Vincular con número de teléfono");
 
@@ -464,20 +466,7 @@ async fn an_admin_runs_a_campaign_from_the_page() {
         hub_env: zero_pace_env(),
         ..StackOptions::default()
     };
-    let mut stack = Stack::start(options).await.expect("the stack starts");
-    let profile = tempfile::tempdir().expect("a profile directory");
-    let browser = TestBrowser::launch(profile.path()).await.expect("Chromium starts");
-    let outcome = AssertUnwindSafe(campaign_scenario(&mut stack, &browser)).catch_unwind().await;
-    browser.close().await;
-    assert_no_chromium_using(profile.path(), Duration::from_secs(10)).await;
-    match outcome {
-        Ok(()) => stack.stop().await.expect("the stack stops and leaves no Chromium"),
-        Err(panic) => {
-            eprintln!("hub stderr:\n{}", stack.hub.stderr());
-            let _ = stack.stop().await;
-            std::panic::resume_unwind(panic);
-        }
-    }
+    in_page(options, campaign_scenario).await;
 }
 
 /// The campaign's number that is not on WhatsApp.
@@ -506,18 +495,8 @@ async fn replace_text(page: &Page, id: &str, input: &str) {
 async fn campaign_scenario(stack: &mut Stack, browser: &TestBrowser) {
     let hub = stack.hub.url().to_owned();
     let sim = stack.sim_client().expect("a simulator client");
-    let page = browser.open_with_init_script(&format!("{hub}/"), OBSERVER).await.expect("the page opens");
-    wait_until("the page's script to start", Duration::from_secs(10), || async {
-        (text(&page, "document.body.dataset.ready").await == "true").then_some(())
-    })
-    .await;
-    type_into(&page, "#login-email", ADMIN_EMAIL).await;
-    type_into(&page, "#login-password", ADMIN_PASSWORD).await;
-    click(&page, "#login-submit").await;
-    wait_until("the dashboard after login", Duration::from_secs(15), || async {
-        shown(&page, "dashboard").await.then_some(())
-    })
-    .await;
+    let page = open_page(browser, &hub).await;
+    log_in_as_admin(&page).await;
     let token = text(&page, "sessionStorage.getItem('central-hub.token') || ''").await;
     assert!(shown(&page, "campaign-empty").await, "no campaigns yet, and the page says so");
 

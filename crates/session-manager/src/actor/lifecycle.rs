@@ -25,19 +25,35 @@ impl Actor {
         self.generation += 1;
         let generation = self.generation;
         self.data.reclaim_profile(None).await?;
-        let exit_tx = self.signal_tx.clone();
-        let cdp_tx = self.signal_tx.clone();
-        let browser = BrowserHandle::launch(
-            &self.settings.launch,
-            &self.data.profile(),
-            move |status| {
-                let _ = exit_tx.send(Signal { generation, kind: SignalKind::ProcessExited(status) });
-            },
-            move || {
-                let _ = cdp_tx.send(Signal { generation, kind: SignalKind::CdpClosed });
-            },
-        )
-        .await?;
+        // A Chromium killed by a signal before it answered (a crash at start, seen under heavy load)
+        // is launched once more; one that exits with a status (a flag it refuses, a missing
+        // library) would only fail again.
+        let mut crashed_before = false;
+        let browser = loop {
+            let exit_tx = self.signal_tx.clone();
+            let cdp_tx = self.signal_tx.clone();
+            let launched = BrowserHandle::launch(
+                &self.settings.launch,
+                &self.data.profile(),
+                move |status| {
+                    let _ = exit_tx.send(Signal { generation, kind: SignalKind::ProcessExited(status) });
+                },
+                move || {
+                    let _ = cdp_tx.send(Signal { generation, kind: SignalKind::CdpClosed });
+                },
+            )
+            .await;
+            match launched {
+                Err(BrowserError::ExitedAtOnce { status, stderr_tail })
+                    if !crashed_before && status.starts_with("signal") =>
+                {
+                    tracing::warn!(%status, %stderr_tail, "Chromium crashed at start: launching it once more");
+                    crashed_before = true;
+                    self.data.reclaim_profile(None).await?;
+                }
+                other => break other?,
+            }
+        };
         Metrics::inc(&self.metrics.browser_starts);
         self.lock.record_browser(u32::try_from(browser.pid()).ok());
         let page_tx = self.signal_tx.clone();

@@ -730,3 +730,51 @@ async fn a_connection_that_never_finishes_its_headers_or_idles_is_closed() -> Re
     }
     env.finish(manager).await
 }
+
+/// A `CHROMIUM_PATH` wrapper that kills itself with SIGSEGV on its first `crashes` starts (a
+/// Chromium crashing at start, as seen on a loaded machine) and then runs the real Chromium; it
+/// counts its starts in `<script>.count`.
+fn crashing_chromium(dir: &std::path::Path, crashes: u32) -> Result<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let script = dir.join("chromium-crashing");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nn=$(cat \"$0.count\" 2>/dev/null || echo 0)\necho $((n + 1)) > \"$0.count\"\n\
+             if [ \"$n\" -lt {crashes} ]; then kill -SEGV $$; fi\nexec /usr/bin/chromium \"$@\"\n"
+        ),
+    )?;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
+    Ok(script)
+}
+
+fn starts(script: &std::path::Path) -> u32 {
+    let count = std::fs::read_to_string(script.with_extension("count")).unwrap_or_default();
+    count.trim().parse().unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_chromium_that_crashes_at_start_is_launched_once_more() -> Result<()> {
+    let env = Env::new(sim(2000)).await?;
+    let tools = tempfile::tempdir()?;
+    let script = crashing_chromium(tools.path(), 1)?;
+    let manager = env.manager(&[("CHROMIUM_PATH", script.to_str().context("path")?)]).await?;
+    let (code, body) = manager.post("/connect", None).await?;
+    assert_eq!(code, 200, "{body}");
+    manager.wait_state("QR_REQUIRED", std::time::Duration::from_secs(30)).await;
+    assert_eq!(starts(&script), 2, "one crash, one real start");
+    env.finish(manager).await
+}
+
+#[tokio::test]
+async fn a_chromium_that_crashes_at_every_start_is_an_error_after_one_more_try() -> Result<()> {
+    let env = Env::new(sim(2000)).await?;
+    let tools = tempfile::tempdir()?;
+    let script = crashing_chromium(tools.path(), u32::MAX)?;
+    let manager = env.manager(&[("CHROMIUM_PATH", script.to_str().context("path")?)]).await?;
+    let (code, body) = manager.post("/connect", None).await?;
+    assert_eq!((code, body["code"].as_str()), (500, Some("BROWSER_LAUNCH_FAILED")), "{body}");
+    assert!(body["detail"]["exit"].as_str().unwrap_or("").contains("SIGSEGV"), "{body}");
+    assert_eq!(starts(&script), 2, "launched twice, then the error");
+    env.finish(manager).await
+}
