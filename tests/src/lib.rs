@@ -24,8 +24,8 @@ pub use qr::{decode_qr_data_url, decode_qr_png};
 pub use reaper::{ChromiumReaper, descendants, kill_process_tree};
 pub use service::{Service, TEST_MANAGER_TOKEN, binary_path};
 pub use stack::{
-    ADMIN_EMAIL, ADMIN_PASSWORD, Stack, StackOptions, TEST_JWT_SECRET, free_port, get_with_token,
-    post_with_token,
+    ADMIN_EMAIL, ADMIN_PASSWORD, Stack, StackOptions, TEST_JWT_SECRET, campaign_zero_pace_env, free_port,
+    get_with_token, post_with_token,
 };
 
 use anyhow::{Context, bail};

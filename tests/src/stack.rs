@@ -25,6 +25,18 @@ pub fn free_port() -> u16 {
         .expect("binding 127.0.0.1:0 gives a free port")
 }
 
+/// The hub's campaign settings of the tests: no delay, no caps, quick retries (never with a real
+/// account: see the pacing in docs/operations.md).
+pub fn campaign_zero_pace_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("CAMPAIGN_MIN_DELAY_MS", "0".into()),
+        ("CAMPAIGN_MAX_DELAY_MS", "0".into()),
+        ("CAMPAIGN_MAX_PER_HOUR", "0".into()),
+        ("CAMPAIGN_MAX_PER_DAY", "0".into()),
+        ("CAMPAIGN_RETRY_BASE_MS", "100".into()),
+    ]
+}
+
 /// Options of [`Stack::start`].
 pub struct StackOptions {
     /// The simulator's configuration (its `port` is ignored: always a free one).

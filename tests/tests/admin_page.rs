@@ -438,17 +438,6 @@ async fn pairing_scenario(stack: &mut Stack, browser: &TestBrowser) {
     assert!(!shown(&page, "pairing-box").await, "the code is gone once linked");
 }
 
-/// The hub's campaign test setting: no delay, no caps, quick retries (as in tests/campaigns.rs).
-fn zero_pace_env() -> Vec<(&'static str, String)> {
-    vec![
-        ("CAMPAIGN_MIN_DELAY_MS", "0".into()),
-        ("CAMPAIGN_MAX_DELAY_MS", "0".into()),
-        ("CAMPAIGN_MAX_PER_HOUR", "0".into()),
-        ("CAMPAIGN_MAX_PER_DAY", "0".into()),
-        ("CAMPAIGN_RETRY_BASE_MS", "100".into()),
-    ]
-}
-
 /// A campaign from the page's "Campañas" section: a CSV with a bad phone shows the line's error
 /// and stores nothing; a 4-row CSV (one number not on WhatsApp) is previewed, created, started from
 /// the page, and the page shows it completed while the simulator received the 3 rendered texts
@@ -463,7 +452,7 @@ async fn an_admin_runs_a_campaign_from_the_page() {
             ..SimConfig::default()
         },
         manager_env: vec![("SEND_RATE_PER_MINUTE", "100000".into())],
-        hub_env: zero_pace_env(),
+        hub_env: e2e::campaign_zero_pace_env(),
         ..StackOptions::default()
     };
     in_page(options, campaign_scenario).await;

@@ -15,16 +15,11 @@ use e2e::{
 use serde_json::{Value, json};
 use wa_sim::SimConfig;
 
-/// The hub's test setting: no delay, no caps, quick retries, a short lease.
+/// The hub's test setting (no delay, no caps, quick retries) on `database_url`.
 fn zero_pace_env(database_url: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("CAMPAIGN_MIN_DELAY_MS", "0".into()),
-        ("CAMPAIGN_MAX_DELAY_MS", "0".into()),
-        ("CAMPAIGN_MAX_PER_HOUR", "0".into()),
-        ("CAMPAIGN_MAX_PER_DAY", "0".into()),
-        ("CAMPAIGN_RETRY_BASE_MS", "100".into()),
-        ("DATABASE_URL", database_url.to_owned()),
-    ]
+    let mut env = e2e::campaign_zero_pace_env();
+    env.push(("DATABASE_URL", database_url.to_owned()));
+    env
 }
 
 /// A stack whose session is READY (connected and scanned), and the admin's token.
