@@ -10,8 +10,9 @@ use central_hub::auth::password;
 use central_hub::config::{Config, ServeArgs};
 use central_hub::db::{NewUser, User};
 use central_hub::state::AppState;
+use manager_double::{ManagerDouble, Mode};
 use serde_json::{Value, json};
-use shared_contracts::{ClienteId, Email, Role};
+use shared_contracts::{ClienteId, Email, Role, SessionState};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -78,6 +79,15 @@ pub async fn spawn_app(manager_url: &str) -> TestApp {
 }
 
 /// A hub whose flags `tweak` adjusts first (timeouts, limits, database).
+/// A manager double in `state`, a hub in front of it and an admin's token: most tests' start.
+pub async fn hub_as_admin(state: SessionState) -> (ManagerDouble, TestApp, String) {
+    let manager = ManagerDouble::spawn(Mode::Normal).await;
+    manager.set_state(state);
+    let app = spawn_app(&manager.url).await;
+    let token = app.admin_token().await;
+    (manager, app, token)
+}
+
 pub async fn spawn_app_with(manager_url: &str, tweak: impl FnOnce(&mut ServeArgs)) -> TestApp {
     LazyLock::force(&TRACING);
     let dir = tempfile::tempdir().expect("temp dir");

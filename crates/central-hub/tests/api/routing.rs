@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use shared_contracts::{ClienteId, Role, SessionState};
 
-use crate::helpers::{spawn_app, spawn_app_with, status_and_json, wait_until};
+use crate::helpers::{hub_as_admin, spawn_app, spawn_app_with, status_and_json, wait_until};
 use manager_double::{MANAGER_TOKEN, ManagerDouble, Mode};
 
 #[tokio::test]
@@ -107,10 +107,7 @@ async fn a_send_is_validated_then_forwarded_with_its_keys() {
 
 #[tokio::test]
 async fn a_bad_idempotency_key_or_a_numeric_phone_is_refused_by_the_hub_naming_the_field() {
-    let manager = ManagerDouble::spawn(Mode::Normal).await;
-    manager.set_state(SessionState::Ready);
-    let app = spawn_app(&manager.url).await;
-    let token = app.admin_token().await;
+    let (manager, app, token) = hub_as_admin(SessionState::Ready).await;
     for key in ["   ", &"k".repeat(201), "clé"] {
         let response = app
             .http
@@ -156,10 +153,7 @@ async fn a_hub_with_another_token_than_the_managers_sends_nothing() {
 
 #[tokio::test]
 async fn two_hundred_pollers_cost_the_manager_almost_nothing_while_the_stream_is_live() {
-    let manager = ManagerDouble::spawn(Mode::Normal).await;
-    manager.set_state(SessionState::QrRequired);
-    let app = spawn_app(&manager.url).await;
-    let token = app.admin_token().await;
+    let (manager, app, token) = hub_as_admin(SessionState::QrRequired).await;
     app.wait_for_live_stream().await;
     let before = manager.total();
 
@@ -261,10 +255,7 @@ async fn next_event(
 
 #[tokio::test]
 async fn the_admin_event_stream_relays_status_changes() {
-    let manager = ManagerDouble::spawn(Mode::Normal).await;
-    manager.set_state(SessionState::Connecting);
-    let app = spawn_app(&manager.url).await;
-    let token = app.admin_token().await;
+    let (manager, app, token) = hub_as_admin(SessionState::Connecting).await;
     app.wait_for_live_stream().await;
 
     let response = app.get("/api/admin/whatsapp/events", Some(&token)).await;

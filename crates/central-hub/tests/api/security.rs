@@ -8,7 +8,7 @@ use shared_contracts::{Role, SessionState};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::{
-    ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, email, spawn_app, spawn_app_with, status_and_json,
+    ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, email, hub_as_admin, spawn_app, spawn_app_with, status_and_json,
 };
 use manager_double::{ManagerDouble, Mode};
 
@@ -162,10 +162,7 @@ async fn made_up_methods_leave_the_metrics_small() {
 
 #[tokio::test]
 async fn the_manager_idempotency_answers_reach_the_caller() {
-    let manager = ManagerDouble::spawn(Mode::Normal).await;
-    manager.set_state(SessionState::Ready);
-    let app = spawn_app(&manager.url).await;
-    let token = app.admin_token().await;
+    let (_manager, app, token) = hub_as_admin(SessionState::Ready).await;
     let send = |message: &'static str| {
         app.http
             .post(format!("{}/api/whatsapp/7/send", app.url))

@@ -8,7 +8,9 @@ use central_hub::metrics::Metrics;
 use serde_json::json;
 use shared_contracts::{ErrorCode, SessionState};
 
-use crate::helpers::{dead_url, serve_args, spawn_app, spawn_app_with, status_and_json, wait_until};
+use crate::helpers::{
+    dead_url, hub_as_admin, serve_args, spawn_app, spawn_app_with, status_and_json, wait_until,
+};
 use manager_double::{ManagerDouble, Mode, RATE_LIMIT_ME};
 
 #[tokio::test]
@@ -75,10 +77,7 @@ async fn a_manager_that_never_answers_gives_a_504_naming_url_and_timeout() {
 
 #[tokio::test]
 async fn a_manager_error_is_passed_on_with_its_status_and_code() {
-    let manager = ManagerDouble::spawn(Mode::Normal).await;
-    manager.set_state(SessionState::QrRequired);
-    let app = spawn_app(&manager.url).await;
-    let token = app.admin_token().await;
+    let (manager, app, token) = hub_as_admin(SessionState::QrRequired).await;
 
     let send = json!({"to": "5491123456789", "message": "hola"});
     let (status, body) = status_and_json(app.post("/api/whatsapp/51/send", Some(&token), send).await).await;
