@@ -4,6 +4,7 @@
 //! placeholders, `returning`), and one migrations folder per backend, embedded in the binary.
 
 mod audit;
+mod hub_events;
 mod users;
 
 use std::future::Future;
@@ -15,6 +16,7 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, SqlSafeStr};
 
 pub use audit::{AuditEntry, AuditRecord};
+pub use hub_events::{HubEvent, HubEventKind, NewHubEvent, record_hub_event};
 pub use users::{NewUser, User};
 
 /// Every database call is bounded: a stuck database must not hang a request forever.
@@ -212,22 +214,25 @@ fn make_private_file(_path: &Path) -> std::io::Result<()> {
 }
 
 fn migrator(backend: Backend) -> Migrator {
-    let (first, second, third) = match backend {
+    let (first, second, third, fourth) = match backend {
         Backend::Sqlite => (
             include_str!("../../migrations/sqlite/0001_users_and_audit.sql"),
             include_str!("../../migrations/sqlite/0002_credential_version.sql"),
             include_str!("../../migrations/sqlite/0003_campaigns.sql"),
+            include_str!("../../migrations/sqlite/0004_hub_events.sql"),
         ),
         Backend::Postgres => (
             include_str!("../../migrations/postgres/0001_users_and_audit.sql"),
             include_str!("../../migrations/postgres/0002_credential_version.sql"),
             include_str!("../../migrations/postgres/0003_campaigns.sql"),
+            include_str!("../../migrations/postgres/0004_hub_events.sql"),
         ),
     };
     Migrator::with_migrations(vec![
         Migration::new(1, "users and audit".into(), MigrationType::Simple, first.into_sql_str(), false),
         Migration::new(2, "credential version".into(), MigrationType::Simple, second.into_sql_str(), false),
         Migration::new(3, "campaigns".into(), MigrationType::Simple, third.into_sql_str(), false),
+        Migration::new(4, "hub events".into(), MigrationType::Simple, fourth.into_sql_str(), false),
     ])
 }
 
