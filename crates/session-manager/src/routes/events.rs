@@ -152,3 +152,111 @@ async fn catch_up(inbound: &Inbound, after: u64, tx: &mpsc::Sender<Event>) -> Op
     }
     forwarded
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use shared_contracts::{InboundKind, IncomingMessage};
+    use tower::ServiceExt;
+
+    use super::super::tests::{app, call, get};
+    use crate::Application;
+
+    fn message(n: usize) -> InboundKind {
+        InboundKind::Message(IncomingMessage {
+            message_id: format!("false_34600111222@c.us_{n:040}"),
+            from: "34600111222".into(),
+            chat: "34600111222@c.us".into(),
+            message_type: "chat".into(),
+            text: Some(format!("mensaje número {n} con algo de texto para ocupar espacio")),
+            timestamp: 1,
+        })
+    }
+
+    /// `(event, id, data)` of the stream's events until `count` named `inbound` or `gap` arrived.
+    async fn read_events(
+        app: &Application,
+        request: Request<Body>,
+        count: usize,
+    ) -> Vec<(String, String, String)> {
+        let response = app.router().oneshot(request).await.expect("response");
+        assert_eq!(response.status(), 200);
+        let mut body = response.into_body();
+        let (mut text, mut events) = (String::new(), Vec::new());
+        while events.len() < count {
+            let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
+                .await
+                .unwrap_or_else(|_| panic!("{count} events within 5 s, got {events:?}"))
+                .expect("the stream goes on")
+                .expect("a frame");
+            text.push_str(&String::from_utf8_lossy(&frame.into_data().unwrap_or_default()));
+            while let Some(end) = text.find("\n\n") {
+                let block: String = text.drain(..end + 2).collect();
+                let field = |name: &str| {
+                    block.lines().find_map(|l| l.strip_prefix(name)).unwrap_or_default().trim().to_owned()
+                };
+                let event = field("event:");
+                if event == "inbound" || event == "gap" {
+                    events.push((event, field("id:"), field("data:")));
+                }
+            }
+        }
+        events
+    }
+
+    #[tokio::test]
+    async fn a_follower_resumes_after_its_last_event_id_and_then_gets_live_ones() {
+        let (app, _dir) = app(&[]).await;
+        app.inbound().append((0..3).map(message).collect()).expect("journaled");
+        let mut request = get("/events?since=0");
+        request.headers_mut().insert("last-event-id", "1".parse().unwrap());
+        let inbound = app.inbound().clone();
+        let live = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            inbound.append(vec![message(3), message(0)]).expect("journaled");
+        });
+        let events = read_events(&app, request, 3).await;
+        live.await.unwrap();
+        let ids: Vec<&str> = events.iter().map(|(_, id, _)| id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["2", "3", "4"],
+            "Last-Event-ID wins over since; the repeat of message 0 is not journaled"
+        );
+        let data: serde_json::Value = serde_json::from_str(&events[2].2).unwrap();
+        assert_eq!((data["seq"].as_u64(), data["type"].as_str()), (Some(4), Some("message")));
+    }
+
+    #[tokio::test]
+    async fn a_follower_behind_the_retention_is_told_of_the_gap() {
+        let (app, _dir) = app(&["--inbound-journal-max-bytes", "65536"]).await;
+        app.inbound().append((0..400).map(message).collect()).expect("journaled");
+        let oldest = app.inbound().bounds().oldest.expect("some kept");
+        assert!(oldest > 1, "the size limit dropped the oldest");
+        let events = read_events(&app, get("/events?since=0"), 2).await;
+        assert_eq!(events[0].0, "gap");
+        let gap: serde_json::Value = serde_json::from_str(&events[0].2).unwrap();
+        assert_eq!(gap, serde_json::json!({"from": 1, "oldest": oldest}));
+        assert_eq!(events[1].1, oldest.to_string(), "the replay starts at the oldest kept");
+    }
+
+    #[tokio::test]
+    async fn ids_that_are_not_numbers_are_refused_naming_the_field() {
+        let (app, _dir) = app(&[]).await;
+        let (status, _, body) = call(&app, get("/events?since=abc")).await;
+        assert_eq!((status.as_u16(), body["code"].as_str()), (400, Some("VALIDATION_ERROR")), "{body}");
+        assert_eq!(body["detail"]["field"], "since");
+        let mut request = get("/events");
+        request.headers_mut().insert("last-event-id", "x".parse().unwrap());
+        let (status, _, body) = call(&app, request).await;
+        assert_eq!(
+            (status.as_u16(), body["detail"]["field"].as_str()),
+            (400, Some("Last-Event-ID")),
+            "{body}"
+        );
+    }
+}
