@@ -5,6 +5,7 @@
 
 mod handle;
 mod lifecycle;
+mod page;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -23,7 +24,6 @@ use crate::browser::{BrowserError, BrowserHandle};
 use crate::error::Error;
 use crate::inbound::InboundSender;
 use crate::metrics::Metrics;
-use crate::qr;
 use crate::session::{Change, Effect, Event, Failure, Session, Snapshot};
 use crate::telemetry::now_ms;
 
@@ -265,44 +265,6 @@ impl Actor {
                 hint: "Link with the QR instead; a bridge update may restore pairing codes".into(),
             }),
             _ => Ok(()),
-        }
-    }
-
-    fn page_event(&mut self, event: PageEvent) -> Option<Event> {
-        match event {
-            PageEvent::Inventory(inventory) => {
-                self.load_deadline = None;
-                let failure = protocol::incompatible(&inventory);
-                match &failure {
-                    Some(failure) => tracing::error!(summary = %inventory.summary, "{}", failure.message),
-                    None if !inventory.features_disabled.is_empty() => tracing::warn!(
-                        summary = %inventory.summary,
-                        disabled = ?inventory.features_disabled,
-                        "WhatsApp Web build without some optional internals: these features are off"
-                    ),
-                    None => tracing::info!(summary = %inventory.summary, "WhatsApp Web internals found"),
-                }
-                self.inventory = Some(inventory);
-                failure.map(Event::LaunchFailed)
-            }
-            PageEvent::Loaded { version } => {
-                self.load_deadline = None;
-                tracing::info!(version, since_launch_ms = self.since_launch_ms(), "WhatsApp Web loaded");
-                None
-            }
-            PageEvent::Qr { code } => match qr::render(&code) {
-                Ok(image) => {
-                    tracing::debug!(since_launch_ms = self.since_launch_ms(), "QR received");
-                    Some(Event::QrReceived { code, image, at_ms: now_ms() })
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "could not render the QR");
-                    None
-                }
-            },
-            PageEvent::Session(event) => Some(event),
-            // Handled in `signal` before the generation check.
-            PageEvent::Inbound(_) | PageEvent::Nothing => None,
         }
     }
 
