@@ -222,3 +222,42 @@ async fn socket_io_through_the_shipped_nginx_over_https_upgrades_to_a_websocket(
     polling.close().await.unwrap();
     stack.stop().await.expect("the stack stops and leaves no Chromium");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admins_get_each_rotated_qr_then_qr_expired_when_the_attempts_run_out() {
+    let db_dir = tempfile::tempdir().unwrap();
+    let database_url = format!("sqlite://{}", db_dir.path().join("hub.db").display());
+    let options = StackOptions {
+        sim: SimConfig { qr_rotate_ms: 1_000, load_delay_ms: 100, ..SimConfig::default() },
+        manager_env: vec![("MAX_QR_ATTEMPTS", "2".to_owned())],
+        hub_env: vec![("DATABASE_URL", database_url.clone())],
+        ..StackOptions::default()
+    };
+    let stack = Stack::start(options).await.expect("the stack starts");
+    let hub = stack.hub.url().to_owned();
+    hub_cli(
+        &database_url,
+        &["users", "add", "--email", CLIENT_EMAIL, "--role", "client", "--cliente-id", "51"],
+    );
+    let token = stack.admin_token().await.unwrap();
+    let client_token = login(&hub, CLIENT_EMAIL, CLIENT_PASSWORD).await;
+    let admin = subscribed(&hub, "websocket", &token, &[]).await;
+    let client = subscribed(&hub, "websocket", &client_token, &[]).await;
+
+    let (status, body) = post_with_token(&hub, "/api/admin/whatsapp/connect", &token, None).await.unwrap();
+    assert_eq!(status, 200, "connect: {body}");
+    let expired = admin.wait_for("qr-expired", WITHIN, |_| true).await;
+    let message = expired["message"].as_str().unwrap_or_default();
+    assert!(message.contains("connect"), "the message says what to do: {expired}");
+    let qrs = admin.received("qr-code");
+    assert_eq!(qrs.len(), 2, "one qr-code per QR shown (MAX_QR_ATTEMPTS=2): {qrs:?}");
+    assert_ne!(qrs[0]["qr"], qrs[1]["qr"], "the rotation is a new QR");
+    admin.wait_for("session-status", WITHIN, has_status("disconnected")).await;
+    client.wait_for("session-status", WITHIN, has_status("disconnected")).await;
+    assert_eq!(client.received("qr-code"), Vec::<Value>::new(), "a client never receives a QR");
+    assert_eq!(client.received("qr-expired"), Vec::<Value>::new());
+
+    admin.close().await.unwrap();
+    client.close().await.unwrap();
+    stack.stop().await.expect("the stack stops and leaves no Chromium");
+}
