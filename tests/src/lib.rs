@@ -9,15 +9,19 @@
 //! - [`JsonClient`] calls a JSON HTTP API and gives back `(status, body)`.
 //! - [`Service`] starts one of the workspace's binaries and reads the URL it listens on.
 //! - [`Stack`] runs the whole gateway (simulator, manager, hub) for one test.
+//! - [`nginx`] runs the shipped nginx site on loopback ports with a self-signed certificate.
+//! - [`socketio::SocketIoClient`] is the npm socket.io client, run by node, for the hub's socket.io.
 //! - [`decode_qr_png`] and [`decode_qr_data_url`] read a QR image back to the string it encodes.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub mod nginx;
 mod qr;
 mod reaper;
 mod service;
+pub mod socketio;
 mod sse;
 mod stack;
 

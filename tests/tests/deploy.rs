@@ -8,98 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use e2e::nginx::{RunningNginx, https_client, nginx_command, nginx_site, replace_exact, repo_root};
 use e2e::{Stack, StackOptions, binary_path, free_port, wait_until};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits in the repository root").to_path_buf()
-}
-
-fn nginx_binary() -> PathBuf {
-    ["/usr/sbin/nginx", "/usr/bin/nginx"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|path| path.exists())
-        .expect("nginx is installed (scripts/test installs nginx-light)")
-}
-
-/// Replaces `from` by `to` in `text`, failing when `from` is not there (the site file changed).
-fn replace_exact(text: &str, from: &str, to: &str) -> String {
-    assert!(text.contains(from), "deploy/nginx/leadmaster.conf no longer contains `{from}`");
-    text.replace(from, to)
-}
-
-/// A self-signed certificate for `localhost` / 127.0.0.1: (certificate path, key path, PEM).
-fn self_signed_certificate(dir: &Path) -> (PathBuf, PathBuf, Vec<u8>) {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let output = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-        // An end-entity certificate (rustls refuses a CA certificate as a server's).
-        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-addext", "extendedKeyUsage=serverAuth"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl runs");
-    assert!(output.status.success(), "openssl: {}", String::from_utf8_lossy(&output.stderr));
-    let pem = std::fs::read(&cert).unwrap();
-    (cert, key, pem)
-}
-
-/// The site file as shipped, moved to loopback test ports, a test certificate and a test web root;
-/// wrapped in a minimal nginx.conf whose state lives in `dir`.
-struct NginxSite {
-    conf: PathBuf,
-    https_port: u16,
-    http_port: u16,
-    cert_pem: Vec<u8>,
-}
-
-fn nginx_site(dir: &Path, hub_port: u16) -> NginxSite {
-    let (cert, key, cert_pem) = self_signed_certificate(dir);
-    let (https_port, http_port) = (free_port(), free_port());
-    let web_root = dir.join("www");
-    std::fs::create_dir_all(&web_root).unwrap();
-    std::fs::write(web_root.join("index.html"), "<!doctype html><title>spa</title>SPA-INDEX").unwrap();
-    let site = std::fs::read_to_string(repo_root().join("deploy/nginx/leadmaster.conf")).unwrap();
-    let site =
-        replace_exact(&site, "listen 443 ssl http2;", &format!("listen 127.0.0.1:{https_port} ssl http2;"));
-    let site = replace_exact(&site, "listen [::]:443 ssl http2;", "");
-    let site = replace_exact(&site, "listen 80;", &format!("listen 127.0.0.1:{http_port};"));
-    let site = replace_exact(&site, "listen [::]:80;", "");
-    let site = replace_exact(&site, "server 127.0.0.1:3012;", &format!("server 127.0.0.1:{hub_port};"));
-    let site = replace_exact(
-        &site,
-        "/etc/letsencrypt/live/leadmaster.example.com/fullchain.pem",
-        &cert.display().to_string(),
-    );
-    let site = replace_exact(
-        &site,
-        "/etc/letsencrypt/live/leadmaster.example.com/privkey.pem",
-        &key.display().to_string(),
-    );
-    let site = replace_exact(&site, "root /var/www/leadmaster;", &format!("root {};", web_root.display()));
-    std::fs::write(dir.join("site.conf"), site).unwrap();
-    let user = if nix::unistd::geteuid().is_root() { "user root;" } else { "" };
-    let d = dir.display();
-    let conf = format!(
-        "{user}\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\n  include /etc/nginx/mime.types;\n  \
-         access_log {d}/access.log;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  \
-         fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  include {d}/site.conf;\n}}\n"
-    );
-    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-    NginxSite { conf: dir.join("nginx.conf"), https_port, http_port, cert_pem }
-}
-
-fn nginx_command(site: &NginxSite, dir: &Path) -> Command {
-    let mut command = Command::new(nginx_binary());
-    command.arg("-c").arg(&site.conf).arg("-p").arg(dir).arg("-e").arg(dir.join("error.log"));
-    command
-}
 
 #[test]
 fn nginx_accepts_the_site_config() {
@@ -120,50 +33,6 @@ fn the_site_config_never_routes_to_the_session_manager() {
         directives.iter().filter(|line| line.starts_with("server 127.0.0.1:")).collect();
     assert_eq!(upstreams, [&"server 127.0.0.1:3012;"], "the only upstream is the hub");
     assert!(!directives.iter().any(|line| line.contains(":3001")), "no directive names the manager's port");
-}
-
-/// nginx running in the foreground, in its own process group, for one test. Dropped, it is asked to
-/// stop (SIGTERM: the master stops its workers), and its whole group is killed if it lingers, so no
-/// worker outlives the test.
-struct RunningNginx(std::process::Child);
-
-impl RunningNginx {
-    fn start(site: &NginxSite, dir: &Path) -> RunningNginx {
-        let child = nginx_command(site, dir)
-            .args(["-g", "daemon off;"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .expect("nginx starts");
-        RunningNginx(child)
-    }
-}
-
-impl Drop for RunningNginx {
-    fn drop(&mut self) {
-        let group = Pid::from_raw(i32::try_from(self.0.id()).expect("pids fit in i32"));
-        let _ = nix::sys::signal::kill(group, Signal::SIGTERM);
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while std::time::Instant::now() < deadline {
-            if matches!(self.0.try_wait(), Ok(Some(_))) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = killpg(group, Signal::SIGKILL);
-        let _ = self.0.wait();
-    }
-}
-
-fn https_client(cert_pem: &[u8]) -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(cert_pem).expect("a PEM certificate")])
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("an HTTPS client")
 }
 
 async fn json_of(response: reqwest::Response) -> (u16, Value) {

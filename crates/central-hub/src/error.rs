@@ -79,7 +79,7 @@ impl ApiError {
         }
     }
 
-    fn hint(&self) -> String {
+    pub(crate) fn hint(&self) -> String {
         match self {
             ApiError::Validation { .. } => "Fix the request as the error says and send it again".into(),
             ApiError::PayloadTooLarge { .. } => "Send a smaller body".into(),

@@ -1,8 +1,8 @@
 //! central-hub: the authenticated gateway in front of the session-manager.
 //!
 //! JWT logins against users in a SQL store, admin and client routes proxied to the
-//! session-manager through a typed client, a status fan-out from its event stream, health and
-//! metrics. See `docs/architecture.md` and `docs/contracts.md`.
+//! session-manager through a typed client, a status fan-out from its event stream (also served as
+//! socket.io events), health and metrics. See `docs/architecture.md` and `docs/contracts.md`.
 
 pub mod auth;
 pub mod campaigns;
@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod request_context;
 pub mod routes;
+pub mod socketio;
 pub mod sse;
 pub mod startup;
 pub mod state;

@@ -1,4 +1,5 @@
-//! Building the application: store, first admin, manager client, status feed, router, listener.
+//! Building the application: store, first admin, manager client, status feed, router, socket.io,
+//! listener.
 //! `Application::build` binds (port 0 works) so tests and the binary start the hub the same way.
 
 use std::net::SocketAddr;
@@ -57,6 +58,7 @@ pub struct Application {
     router: Router,
     state: AppState,
     feed_task: JoinHandle<()>,
+    socketio_task: JoinHandle<()>,
     dispatcher_task: JoinHandle<()>,
     generated_admin: Option<GeneratedAdmin>,
 }
@@ -101,7 +103,9 @@ impl Application {
             shutdown,
             campaigns,
         });
-        Ok(Self { listener, router: app(state.clone()), state, feed_task, dispatcher_task, generated_admin })
+        let (socketio_layer, _io, socketio_task) = crate::socketio::start(&state);
+        let router = app(state.clone()).layer(socketio_layer);
+        Ok(Self { listener, router, state, feed_task, socketio_task, dispatcher_task, generated_admin })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -132,6 +136,7 @@ impl Application {
         service_kit::serve(self.listener, self.router, SERVE_OPTIONS, signal).await;
         self.state.shutdown.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.feed_task).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.socketio_task).await;
         let _ = tokio::time::timeout(Duration::from_secs(5), self.dispatcher_task).await;
         self.state.store.close().await;
         Ok(())

@@ -6,6 +6,10 @@
 //! headers are in: a client that opens connections and sends half a request cannot hold them (and
 //! the service's memory) open. At the stop, accepting ends and open connections get `drain_limit`
 //! to finish their requests.
+//!
+//! Connections may be upgraded (`Connection: upgrade`, e.g. to a WebSocket): the handler takes the
+//! raw connection with `hyper::upgrade::on` and owns it from then on (a stop no longer waits for it;
+//! whoever upgraded closes it at the stop).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -14,8 +18,8 @@ use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
 use tower::ServiceExt;
 use tower_http::timeout::TimeoutBody;
 
@@ -42,7 +46,9 @@ pub async fn serve(
     options: ServeOptions,
     signal: impl Future<Output = ()> + Send + 'static,
 ) {
-    let graceful = GracefulShutdown::new();
+    // Each connection task holds a clone of `open`: the drain ends when the last one is dropped.
+    let (open, mut all_closed) = mpsc::channel::<()>(1);
+    let (stopping, stop_seen) = watch::channel(false);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(options.header_read_timeout).keep_alive(true);
     tokio::pin!(signal);
@@ -67,15 +73,32 @@ pub async fn serve(
             request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
             router.clone().oneshot(request)
         });
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        let connection = http.serve_connection(TokioIo::new(stream), service).with_upgrades();
+        let (open, mut stop_seen) = (open.clone(), stop_seen.clone());
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            tokio::pin!(connection);
+            let stop = async move {
+                // Only the moment matters, not the value (the guard must not live across an await).
+                let _ = stop_seen.wait_for(|stopping| *stopping).await.map(drop);
+            };
+            let ended = tokio::select! {
+                ended = connection.as_mut() => ended,
+                () = stop => {
+                    // Finish the request in flight, then close instead of keeping the connection alive.
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = ended {
                 tracing::debug!(%peer, error.message = %e, "connection ended with an error");
             }
+            drop(open);
         });
     }
     drop(listener);
-    if tokio::time::timeout(options.drain_limit, graceful.shutdown()).await.is_err() {
+    drop(open);
+    let _ = stopping.send(true);
+    if tokio::time::timeout(options.drain_limit, all_closed.recv()).await.is_err() {
         tracing::warn!(
             "some connections were still open {} s after the stop: closing them",
             options.drain_limit.as_secs()
@@ -197,6 +220,56 @@ mod tests {
         let answer = read_to_close(&mut stream).await;
         assert!(started.elapsed() < Duration::from_secs(4), "answered after {:?}", started.elapsed());
         assert!(!answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn an_upgraded_connection_belongs_to_the_handler() {
+        // What a WebSocket handshake does: 101, then the raw connection (here an echo).
+        let router = Router::new().route(
+            "/echo",
+            get(|mut request: axum::extract::Request| async move {
+                let on_upgrade = hyper::upgrade::on(&mut request);
+                tokio::spawn(async move {
+                    let Ok(upgraded) = on_upgrade.await else { return };
+                    let mut io = TokioIo::new(upgraded);
+                    let mut buf = [0u8; 5];
+                    if io.read_exact(&mut buf).await.is_ok() {
+                        let _ = io.write_all(&buf).await;
+                    }
+                });
+                axum::http::Response::builder()
+                    .status(101)
+                    .header("connection", "upgrade")
+                    .header("upgrade", "echo")
+                    .body(axum::body::Body::empty())
+                    .expect("a valid response")
+            }),
+        );
+        let (addr, stop, task) = start(router).await;
+        let mut stream = TcpStream::connect(addr).await.expect("connects");
+        stream
+            .write_all(b"GET /echo HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n")
+            .await
+            .expect("sent");
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut byte))
+                .await
+                .expect("the 101 arrives within 5 s")
+                .expect("the connection stays open");
+            head.push(byte[0]);
+        }
+        assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+        stream.write_all(b"hello").await.expect("sent on the upgraded connection");
+        let mut echoed = [0u8; 5];
+        tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut echoed))
+            .await
+            .expect("the echo arrives within 5 s")
+            .expect("echoed");
+        assert_eq!(&echoed, b"hello");
+        let _ = stop.send(());
+        tokio::time::timeout(Duration::from_secs(5), task).await.expect("stops").expect("no panic");
     }
 
     #[tokio::test]

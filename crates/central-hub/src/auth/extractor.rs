@@ -65,7 +65,12 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
 
 /// The enabled user the request's token names, with the token's credential version still current.
 pub async fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<Arc<User>, ApiError> {
-    let token = bearer_token(headers)?;
+    authenticate_token(bearer_token(headers)?, state).await
+}
+
+/// The enabled user `token` names, with its credential version still current: the same checks
+/// (and cache) for a bearer header and for a token sent another way (socket.io's `authenticate`).
+pub async fn authenticate_token(token: &str, state: &AppState) -> Result<Arc<User>, ApiError> {
     let (cv, user) = match state.users.get(token) {
         Some(seen) => (seen.cv, seen.user),
         None => {
