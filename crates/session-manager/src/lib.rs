@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod idempotency;
 pub mod metrics;
+pub mod openapi;
 pub mod probe;
 pub mod qr;
 pub mod routes;
@@ -129,8 +130,10 @@ impl Application {
         &self.state.session
     }
 
+    /// The router with the OpenAPI document it serves at `/openapi.json`.
     pub fn router(&self) -> axum::Router {
-        routes::router(self.state.clone())
+        let document = routes::docs::OpenApiJson(openapi::json());
+        routes::router(self.state.clone()).layer(axum::Extension(document))
     }
 
     /// Serves until `shutdown` completes, then closes the browser (reaped) and returns.
@@ -148,7 +151,7 @@ impl Application {
                 }
             });
         }
-        let app = routes::router(self.state.clone());
+        let app = self.router();
         let shutdown_tx = self.shutdown_tx;
         service_kit::serve(self.listener, app, SERVE_OPTIONS, async move {
             shutdown.await;

@@ -92,11 +92,16 @@ impl Store {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RecipientsQuery {
+    /// Only the recipients in this state.
     state: Option<String>,
+    /// 1-based page (JSON only).
     page: Option<i64>,
+    /// 1 to 1000, default 100 (JSON only).
     per_page: Option<i64>,
+    /// `json` (default) or `csv` (every matching recipient).
     format: Option<String>,
 }
 
@@ -110,6 +115,17 @@ fn csv_field(value: &Value) -> String {
     if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text }
 }
 
+/// A campaign's recipients, paged as JSON or every matching one as CSV.
+#[utoipa::path(get, path = "/api/campaigns/{id}/recipients", tag = "campaigns", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The campaign's id"), RecipientsQuery),
+    responses(
+        (status = 200, description = "A page of recipients (JSON) or a CSV download", content(
+            (Object = "application/json"),
+            (String = "text/csv; charset=utf-8"),
+        )),
+        (status = 400, description = "VALIDATION_ERROR: unknown state or format", body = shared_contracts::ErrorBody),
+        (status = 404, description = "NOT_FOUND: no such campaign", body = shared_contracts::ErrorBody),
+    ))]
 pub async fn list(
     State(state): State<AppState>,
     user: AuthUser,
