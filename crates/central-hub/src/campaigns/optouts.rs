@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -19,7 +19,7 @@ use utoipa_axum::routes;
 use super::routes::{audit, client_scope};
 use crate::auth::AuthUser;
 use crate::db::{DbError, Store, bounded};
-use crate::error::{ApiError, AppJson};
+use crate::error::{ApiError, AppJson, AppQuery};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -133,11 +133,14 @@ struct ScopeQuery {
 /// The opt-out list (a client: its own and the global entries).
 #[utoipa::path(get, path = "/api/opt-outs", tag = "opt-outs", security(("bearer" = [])),
     params(ScopeQuery),
-    responses((status = 200, description = "`{\"opt_outs\": [...]}`", body = Object)))]
+    responses(
+        (status = 200, description = "`{\"opt_outs\": [...]}`", body = Object),
+        (status = 400, description = "VALIDATION_ERROR: a query parameter is not valid", body = ErrorBody),
+    ))]
 async fn list(
     State(state): State<AppState>,
     user: AuthUser,
-    Query(q): Query<ScopeQuery>,
+    AppQuery(q): AppQuery<ScopeQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let scope = match user.0.role {
         Role::Admin => q.cliente_id,
@@ -211,7 +214,7 @@ async fn remove(
     State(state): State<AppState>,
     user: AuthUser,
     Path(raw): Path<String>,
-    Query(q): Query<ScopeQuery>,
+    AppQuery(q): AppQuery<ScopeQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let phone = parse_phone(&raw)?;
     let scope = scope_for_write(&user, q.cliente_id)?;

@@ -303,7 +303,7 @@ async fn create(
 
 /// Starts, pauses, resumes or cancels a campaign.
 #[utoipa::path(post, path = "/api/campaigns/{id}/{action}", tag = "campaigns", security(("bearer" = [])),
-    params(("id" = String, Path, description = "The campaign's id"), ("action" = CampaignAction, Path)),
+    params(("id" = String, Path, description = "The campaign's id"), ("action" = inline(CampaignAction), Path)),
     responses(
         (status = 200, description = "The campaign in its new state (docs/contracts.md)", body = Object),
         (status = 404, description = "NOT_FOUND: no such campaign or action", body = ErrorBody),

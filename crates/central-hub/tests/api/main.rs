@@ -7,6 +7,7 @@
 mod auth;
 mod binary;
 mod campaigns;
+mod fuzz_findings;
 mod helpers;
 mod openapi;
 mod routing;
