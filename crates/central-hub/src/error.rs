@@ -1,8 +1,9 @@
 //! The hub's one HTTP error type, rendered as `shared_contracts::ErrorBody`, and the extractors
 //! that turn axum's plain-text rejections into it.
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
@@ -195,6 +196,33 @@ where
         let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
         Ok(Self(value))
     }
+}
+
+/// `axum::extract::Query` whose rejections are [`ApiError`]s: a 400 VALIDATION_ERROR as JSON naming
+/// the parameter (`?per_page=9223372036854775808` was a plain-text 400 before).
+pub struct AppQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for AppQuery<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::try_from_uri(&parts.uri).map(|query| Self(query.0)).map_err(query_rejected)
+    }
+}
+
+/// axum says `Failed to deserialize query string: per_page: number too large to fit in target type`.
+fn query_rejected(rejection: QueryRejection) -> ApiError {
+    let text = rejection.body_text();
+    let reason = text.strip_prefix("Failed to deserialize query string: ").unwrap_or(&text);
+    let detail = match reason.split_once(": ") {
+        Some((field, _)) if !field.is_empty() && !field.contains(' ') => json!({ "field": field }),
+        _ => json!({ "query": "invalid" }),
+    };
+    ApiError::Validation { message: format!("the query string is not valid: {reason}"), detail }
 }
 
 /// An optional JSON body: an empty body is `T::default()`, anything else must parse.

@@ -15,6 +15,7 @@ pub mod error;
 pub mod feed;
 pub mod metrics;
 pub mod middleware;
+pub mod openapi;
 pub mod request_context;
 pub mod routes;
 pub mod socketio;

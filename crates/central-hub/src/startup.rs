@@ -161,7 +161,9 @@ pub fn app(state: AppState) -> Router {
         (header::CONTENT_SECURITY_POLICY, CSP),
         (header::CACHE_CONTROL, "no-store"),
     ];
+    let document = crate::routes::docs::OpenApiJson(crate::openapi::json());
     let mut router = crate::routes::router()
+        .layer(axum::Extension(document))
         .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), crate::middleware::observe))
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES));
     for (name, value) in headers {

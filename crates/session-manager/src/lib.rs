@@ -11,6 +11,7 @@ pub mod error;
 pub mod idempotency;
 pub mod inbound;
 pub mod metrics;
+pub mod openapi;
 pub mod probe;
 pub mod qr;
 pub mod routes;
@@ -154,8 +155,10 @@ impl Application {
         &self.state.inbound
     }
 
+    /// The router with the OpenAPI document it serves at `/openapi.json`.
     pub fn router(&self) -> axum::Router {
-        routes::router(self.state.clone())
+        let document = routes::docs::OpenApiJson(openapi::json());
+        routes::router(self.state.clone()).layer(axum::Extension(document))
     }
 
     /// Serves until `shutdown` completes, then closes the browser (reaped) and returns.
@@ -173,7 +176,7 @@ impl Application {
                 }
             });
         }
-        let app = routes::router(self.state.clone());
+        let app = self.router();
         let shutdown_tx = self.shutdown_tx;
         service_kit::serve(self.listener, app, SERVE_OPTIONS, async move {
             shutdown.await;

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 /// the user store: a positive integer. 0 is nobody's id, so a type that holds one never has it;
 /// "no client" is `Option<ClienteId>::None`. On the wire it is a plain JSON number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(try_from = "u64", into = "u64")]
 pub struct ClienteId(u64);
 

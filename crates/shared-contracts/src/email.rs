@@ -11,6 +11,7 @@ pub const MAX_EMAIL_LEN: usize = 254;
 /// something, no blanks or control characters): the real proof of an address is that its owner
 /// can log in.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(try_from = "String")]
 pub struct Email(String);
 

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 /// Codes that describe a session failure (`QR_ATTEMPTS_EXHAUSTED`, `LOGGED_OUT`, ...) also appear
 /// in `StatusBody.last_error.code`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
     /// Bad JSON, missing field, bad phone number, message empty or too long.
@@ -161,6 +162,12 @@ impl std::fmt::Display for ErrorCode {
 /// Every non-2xx body of both services:
 /// `{"success":false,"error","code","detail","hint","request_id","timestamp"}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "success": false, "error": "The session is not ready to send (state QR_REQUIRED)",
+    "code": "SESSION_NOT_READY", "detail": {"state": "QR_REQUIRED"},
+    "hint": "Scan the QR first", "request_id": "7f1c", "timestamp": "2024-02-25T15:55:43Z"
+})))]
 pub struct ErrorBody {
     /// Always `false`.
     pub success: bool,

@@ -6,6 +6,7 @@ use crate::{SessionState, WhatsappInventory};
 
 /// `GET /health` of the session-manager (never touches the browser).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HealthBody {
     /// `ok`.
     pub status: String,
@@ -19,6 +20,7 @@ pub struct HealthBody {
 
 /// `GET /health` of the central-hub: `status` is `ok` or `degraded`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HubHealth {
     pub status: String,
     pub service: String,
@@ -27,12 +29,14 @@ pub struct HubHealth {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HubChecks {
     pub database: DatabaseCheck,
     pub session_manager: ManagerCheck,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DatabaseCheck {
     pub ok: bool,
     /// `sqlite` or `postgres`.
@@ -42,6 +46,7 @@ pub struct DatabaseCheck {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ManagerCheck {
     pub ok: bool,
     /// The `SESSION_MANAGER_URL` the hub uses, so a wrong port is visible at a glance.

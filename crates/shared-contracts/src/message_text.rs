@@ -10,6 +10,7 @@ pub const MAX_MESSAGE_CHARS: usize = 4096;
 /// The text of a message: not blank, at most [`MAX_MESSAGE_CHARS`] characters (not bytes). Kept
 /// as written (no trimming): what the caller sent is what the recipient reads.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(try_from = "String")]
 pub struct MessageText(String);
 

@@ -11,6 +11,7 @@ use crate::newtype::string_newtype;
 /// (a national number without its country code). Deserializes from such a string (a JSON body
 /// with a bad number is refused by the extractor, naming the field); serializes to the digits.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(try_from = "String")]
 pub struct PhoneNumber(String);
 

@@ -6,6 +6,7 @@ use crate::{ClienteId, ErrorCode, MessageText, PhoneNumber, WhatsappInventory};
 
 /// The state of the WhatsApp Web session, serialized in capitals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum SessionState {
     Init,
@@ -62,6 +63,7 @@ impl std::fmt::Display for SessionState {
 
 /// The login QR as the frontend shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QrInfo {
     /// `data:image/png;base64,...`: usable as `<img src>` as is; decodes to exactly `url`.
     pub base64: String,
@@ -77,6 +79,7 @@ pub struct QrInfo {
 
 /// The last failure of the session: which step failed, why, and what to do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LastError {
     pub code: ErrorCode,
     pub message: String,
@@ -87,6 +90,14 @@ pub struct LastError {
 
 /// `GET /status` of the session-manager; also the payload of each `/events` message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "connected": false, "state": "QR_REQUIRED", "session": "admin", "can_send_messages": false,
+    "recommended_action": "Scan the QR with WhatsApp > Linked devices",
+    "qr": {"base64": "data:image/png;base64,iVBORw0KGgo...", "url": "2@...", "attempts": 1,
+           "timestamp": 1708876543210_i64, "expires_at": 1708876563210_i64},
+    "phone_number": null, "since": "2024-02-25T15:55:43Z", "last_error": null
+})))]
 pub struct StatusBody {
     pub connected: bool,
     pub state: SessionState,
@@ -111,6 +122,7 @@ pub struct StatusBody {
 
 /// A pairing code: link the account by typing it on the phone instead of scanning the QR.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PairingCode {
     /// Eight characters shown as `ABCD-EFGH`.
     pub code: String,
@@ -124,6 +136,7 @@ pub struct PairingCode {
 
 /// Optional body of `POST /connect`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ConnectRequest {
     /// Link with a pairing code for this phone number (digits, `+`, spaces, dashes) instead of a QR.
@@ -133,6 +146,11 @@ pub struct ConnectRequest {
 
 /// `POST /connect`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "success": true, "message": "Connecting", "session": "admin", "state": "CONNECTING",
+    "alreadyConnected": false
+})))]
 pub struct ConnectResponse {
     pub success: bool,
     pub message: String,
@@ -144,6 +162,8 @@ pub struct ConnectResponse {
 
 /// Optional body of `POST /disconnect`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"logout": true})))]
 #[serde(deny_unknown_fields)]
 pub struct DisconnectRequest {
     /// Also unlink this device from the phone (the next connect shows a QR).
@@ -153,6 +173,8 @@ pub struct DisconnectRequest {
 
 /// `POST /disconnect`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"success": true, "message": "Disconnected"})))]
 pub struct DisconnectResponse {
     pub success: bool,
     pub message: String,
@@ -160,6 +182,7 @@ pub struct DisconnectResponse {
 
 /// `POST /clear-session`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClearSessionResponse {
     pub success: bool,
     pub message: String,
@@ -174,6 +197,7 @@ pub struct ClearSessionResponse {
 
 /// A profile moved aside by `clear-session`: it still holds a working linked-device login.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProfileBackup {
     /// The backup directory on the manager's host.
     pub path: String,
@@ -189,6 +213,8 @@ pub struct ProfileBackup {
 /// is deserialized: a `SendRequest` holds a positive client id, a phone number and a message that
 /// fits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"cliente_id": 51, "to": "5491123456789", "message": "text"})))]
 pub struct SendRequest {
     /// The CRM client the message is sent for (metadata for logs and audit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -201,6 +227,11 @@ pub struct SendRequest {
 
 /// `POST /send` success body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "success": true, "message": "Message sent",
+    "data": {"message_id": "3EB0ABC", "to": "5491123456789", "timestamp": 1708876543210_i64}
+})))]
 pub struct SendResponse {
     pub success: bool,
     pub message: String,
@@ -208,6 +239,7 @@ pub struct SendResponse {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SentMessage {
     pub message_id: String,
     /// The normalized recipient (digits only).

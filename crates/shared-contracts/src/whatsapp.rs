@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// One internal the bridge uses and the location (`Module.member`) that resolved, if any.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InternalLocation {
     /// The bridge's name for it (`advSecret`, `Socket`, `pairing`...).
     pub name: String,
@@ -21,6 +22,7 @@ pub struct InternalLocation {
 
 /// The build and the inventory of a loaded WhatsApp Web page.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WhatsappInventory {
     /// `Debug.VERSION`, e.g. `2.3000.1017054665`.
     pub build: String,

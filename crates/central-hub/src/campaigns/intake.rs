@@ -15,9 +15,11 @@ use super::template::{Template, var_name};
 pub const MAX_LISTED: usize = 100;
 
 /// One recipient as JSON callers write it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct RecipientInput {
+    /// A phone number (a string, or digits as a number).
     pub phone: Value,
+    /// The template's variables.
     #[serde(default)]
     pub vars: BTreeMap<String, Value>,
 }

@@ -4,24 +4,26 @@
 
 use std::collections::HashSet;
 
-use axum::extract::{Path, Query, State};
+use axum::Json;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use shared_contracts::{PhoneNumber, Role};
+use shared_contracts::{ErrorBody, PhoneNumber, Role};
 use sqlx::Row;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::routes::{audit, client_scope};
 use crate::auth::AuthUser;
 use crate::db::{DbError, Store, bounded};
-use crate::error::{ApiError, AppJson};
+use crate::error::{ApiError, AppJson, AppQuery};
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/opt-outs", get(list).post(add)).route("/api/opt-outs/{phone}", delete(remove))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list, add)).routes(routes!(remove))
 }
 
 impl Store {
@@ -121,15 +123,24 @@ impl Store {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ScopeQuery {
+    /// Only this client's list (admins; a client always sees its own).
     cliente_id: Option<i64>,
 }
 
+/// The opt-out list (a client: its own and the global entries).
+#[utoipa::path(get, path = "/api/opt-outs", tag = "opt-outs", security(("bearer" = [])),
+    params(ScopeQuery),
+    responses(
+        (status = 200, description = "`{\"opt_outs\": [...]}`", body = Object),
+        (status = 400, description = "VALIDATION_ERROR: a query parameter is not valid", body = ErrorBody),
+    ))]
 async fn list(
     State(state): State<AppState>,
     user: AuthUser,
-    Query(q): Query<ScopeQuery>,
+    AppQuery(q): AppQuery<ScopeQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let scope = match user.0.role {
         Role::Admin => q.cliente_id,
@@ -138,7 +149,8 @@ async fn list(
     Ok(Json(json!({ "opt_outs": state.store.list_opt_outs(scope).await? })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"phone": "5491123456789", "cliente_id": 51, "reason": "asked by phone"}))]
 struct AddBody {
     phone: String,
     #[serde(default)]
@@ -163,6 +175,15 @@ fn scope_for_write(user: &AuthUser, asked: Option<i64>) -> Result<Option<i64>, A
     }
 }
 
+/// Adds a number to the opt-out list (`cliente_id` null: for every client, admins only).
+#[utoipa::path(post, path = "/api/opt-outs", tag = "opt-outs", security(("bearer" = [])),
+    request_body = AddBody,
+    responses(
+        (status = 201, description = "Added: `{phone, cliente_id, added: true}`", body = Object),
+        (status = 200, description = "Already listed: `{phone, cliente_id, added: false}`", body = Object),
+        (status = 400, description = "VALIDATION_ERROR: bad phone or body", body = ErrorBody),
+        (status = 413, description = "PAYLOAD_TOO_LARGE", body = ErrorBody),
+    ))]
 async fn add(
     State(state): State<AppState>,
     user: AuthUser,
@@ -181,11 +202,19 @@ async fn add(
     Ok((status, Json(json!({ "phone": phone, "cliente_id": scope, "added": added }))).into_response())
 }
 
+/// Removes a number from the opt-out list.
+#[utoipa::path(delete, path = "/api/opt-outs/{phone}", tag = "opt-outs", security(("bearer" = [])),
+    params(("phone" = String, Path, description = "The number, as digits"), ScopeQuery),
+    responses(
+        (status = 200, description = "`{phone, cliente_id, removed: true}`", body = Object),
+        (status = 400, description = "VALIDATION_ERROR: not a phone number", body = ErrorBody),
+        (status = 404, description = "NOT_FOUND: the number is not listed", body = ErrorBody),
+    ))]
 async fn remove(
     State(state): State<AppState>,
     user: AuthUser,
     Path(raw): Path<String>,
-    Query(q): Query<ScopeQuery>,
+    AppQuery(q): AppQuery<ScopeQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let phone = parse_phone(&raw)?;
     let scope = scope_for_write(&user, q.cliente_id)?;

@@ -2,7 +2,7 @@
 //! recipients, paged as JSON, or every matching one as a CSV download (the failed ones, to fix
 //! and send again).
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -12,7 +12,7 @@ use sqlx::Row;
 use super::RECIPIENT_STATES;
 use crate::auth::AuthUser;
 use crate::db::{DbError, Store, bounded};
-use crate::error::ApiError;
+use crate::error::{ApiError, AppQuery};
 use crate::state::AppState;
 
 const MAX_PER_PAGE: i64 = 1_000;
@@ -92,11 +92,16 @@ impl Store {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RecipientsQuery {
+    /// Only the recipients in this state.
     state: Option<String>,
+    /// 1-based page (JSON only).
     page: Option<i64>,
+    /// 1 to 1000, default 100 (JSON only).
     per_page: Option<i64>,
+    /// `json` (default) or `csv` (every matching recipient).
     format: Option<String>,
 }
 
@@ -110,11 +115,22 @@ fn csv_field(value: &Value) -> String {
     if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text }
 }
 
+/// A campaign's recipients, paged as JSON or every matching one as CSV.
+#[utoipa::path(get, path = "/api/campaigns/{id}/recipients", tag = "campaigns", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The campaign's id"), RecipientsQuery),
+    responses(
+        (status = 200, description = "A page of recipients (JSON) or a CSV download", content(
+            (Object = "application/json"),
+            (String = "text/csv; charset=utf-8"),
+        )),
+        (status = 400, description = "VALIDATION_ERROR: unknown state or format, or a parameter that is not valid", body = shared_contracts::ErrorBody),
+        (status = 404, description = "NOT_FOUND: no such campaign", body = shared_contracts::ErrorBody),
+    ))]
 pub async fn list(
     State(state): State<AppState>,
     user: AuthUser,
     Path(raw): Path<String>,
-    Query(q): Query<RecipientsQuery>,
+    AppQuery(q): AppQuery<RecipientsQuery>,
 ) -> Result<Response, ApiError> {
     let campaign = super::routes::load(&state, &user, &raw).await?;
     let wanted = q.state.as_deref().filter(|s| !s.is_empty());

@@ -5,16 +5,18 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
+use axum::Json;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use futures_util::stream::{self, Stream};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use shared_contracts::{ClienteId, ErrorCode, Role};
+use shared_contracts::{ClienteId, ErrorBody, ErrorCode, Role};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::events::Batch;
 use super::intake::{self, IntakeError, MAX_LISTED, RecipientInput, Source};
@@ -27,14 +29,26 @@ use crate::db::AuditEntry;
 use crate::error::{ApiError, AppJson};
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/campaigns", get(list).post(create).layer(DefaultBodyLimit::max(CREATE_BODY_LIMIT_BYTES)))
-        .route("/api/campaigns/events", get(events))
-        .route("/api/campaigns/{id}", get(detail))
-        .route("/api/campaigns/{id}/{action}", post(action))
-        .route("/api/campaigns/{id}/recipients", get(super::recipients::list))
+pub fn router() -> OpenApiRouter<AppState> {
+    let (schemas, paths, campaigns) = routes!(list, create);
+    OpenApiRouter::new()
+        .routes((schemas, paths, campaigns.layer(DefaultBodyLimit::max(CREATE_BODY_LIMIT_BYTES))))
+        .routes(routes!(events))
+        .routes(routes!(detail))
+        .routes(routes!(action))
+        .routes(routes!(super::recipients::list))
         .merge(super::optouts::router())
+}
+
+/// What `POST /api/campaigns/{id}/{action}` may ask (documentation of the path parameter).
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum CampaignAction {
+    Start,
+    Pause,
+    Resume,
+    Cancel,
 }
 
 /// The cliente_id a client user works for (refusing another one it asked for).
@@ -100,6 +114,9 @@ pub(crate) async fn load(state: &AppState, user: &AuthUser, raw: &str) -> Result
     Ok(campaign)
 }
 
+/// The campaigns the caller may see (a client: its own `cliente_id`'s).
+#[utoipa::path(get, path = "/api/campaigns", tag = "campaigns", security(("bearer" = [])),
+    responses((status = 200, description = "`{\"campaigns\": [summary...]}` (docs/contracts.md)", body = Object)))]
 async fn list(State(state): State<AppState>, user: AuthUser) -> Result<Json<Value>, ApiError> {
     let scope = match user.0.role {
         Role::Admin => None,
@@ -110,6 +127,13 @@ async fn list(State(state): State<AppState>, user: AuthUser) -> Result<Json<Valu
     Ok(Json(json!({ "campaigns": views::list(&state.store, &campaigns, &fastest).await? })))
 }
 
+/// One campaign: its settings, counts and state.
+#[utoipa::path(get, path = "/api/campaigns/{id}", tag = "campaigns", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The campaign's id")),
+    responses(
+        (status = 200, description = "The campaign (docs/contracts.md)", body = Object),
+        (status = 404, description = "NOT_FOUND: no such campaign", body = ErrorBody),
+    ))]
 async fn detail(
     State(state): State<AppState>,
     user: AuthUser,
@@ -119,7 +143,7 @@ async fn detail(
     Ok(Json(views::detail(&state.store, &campaign, &state.campaigns.settings.fastest).await?))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PaceBody {
     min_delay_ms: Option<u64>,
@@ -128,13 +152,19 @@ struct PaceBody {
     max_per_day: Option<u32>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Local clock times `HH:MM` in the campaign's time zone.
+#[derive(Debug, Deserialize, ToSchema)]
 struct WindowBody {
     start: String,
     end: String,
 }
 
-#[derive(Debug, Deserialize)]
+/// A campaign to create: the recipients either as `recipients` or as `csv`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({
+    "name": "March promo", "cliente_id": 51, "template": "Hola {{nombre}}",
+    "recipients": [{"phone": "5491123456789", "vars": {"nombre": "Ana"}}]
+}))]
 struct CreateBody {
     name: String,
     cliente_id: i64,
@@ -189,6 +219,14 @@ fn settings(state: &AppState, body: &CreateBody) -> Result<(Template, Pace, Send
     Ok((template, pace, window, zone))
 }
 
+/// Creates a campaign (a draft) from JSON recipients or a CSV; nothing is stored when a line is bad.
+#[utoipa::path(post, path = "/api/campaigns", tag = "campaigns", security(("bearer" = [])),
+    request_body = CreateBody,
+    responses(
+        (status = 201, description = "Created: the campaign with a `report` (docs/contracts.md)", body = Object),
+        (status = 400, description = "VALIDATION_ERROR (not JSON) or CAMPAIGN_INVALID (every bad line in detail.errors)", body = ErrorBody),
+        (status = 413, description = "PAYLOAD_TOO_LARGE", body = ErrorBody),
+    ))]
 async fn create(
     State(state): State<AppState>,
     user: AuthUser,
@@ -263,6 +301,14 @@ async fn create(
     Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
 
+/// Starts, pauses, resumes or cancels a campaign.
+#[utoipa::path(post, path = "/api/campaigns/{id}/{action}", tag = "campaigns", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The campaign's id"), ("action" = inline(CampaignAction), Path)),
+    responses(
+        (status = 200, description = "The campaign in its new state (docs/contracts.md)", body = Object),
+        (status = 404, description = "NOT_FOUND: no such campaign or action", body = ErrorBody),
+        (status = 409, description = "CAMPAIGN_STATE_CONFLICT: its state does not allow the action", body = ErrorBody),
+    ))]
 async fn action(
     State(state): State<AppState>,
     user: AuthUser,
@@ -312,6 +358,8 @@ async fn action(
 
 /// Server-Sent Events for the page: `campaigns` (every campaign the caller may see) on subscribe
 /// and after a lag, then `campaign` (one summary) for each campaign that changed.
+#[utoipa::path(get, path = "/api/campaigns/events", tag = "campaigns", security(("bearer" = [])),
+    responses((status = 200, description = "Server-Sent Events: `campaigns`, then `campaign` per change", content_type = "text/event-stream", body = String)))]
 async fn events(
     State(state): State<AppState>,
     user: AuthUser,

@@ -5,14 +5,18 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
+use axum::Json;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use futures_util::stream::{self, Stream, StreamExt};
 use serde_json::json;
-use shared_contracts::{ConnectRequest, DisconnectRequest};
+use shared_contracts::{
+    ClearSessionResponse, ConnectRequest, ConnectResponse, DisconnectRequest, DisconnectResponse, ErrorBody,
+    StatusBody,
+};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::AdminUser;
 use crate::db::{AuditEntry, User};
@@ -20,20 +24,40 @@ use crate::error::{ApiError, OptionalJson};
 use crate::feed::FeedSnapshot;
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/admin/whatsapp/status", get(status))
-        .route("/api/admin/whatsapp/connect", post(connect))
-        .route("/api/admin/whatsapp/disconnect", post(disconnect))
-        .route("/api/admin/whatsapp/clear-session", post(clear_session))
-        .route("/api/admin/whatsapp/events", get(events))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(status))
+        .routes(routes!(connect))
+        .routes(routes!(disconnect))
+        .routes(routes!(clear_session))
+        .routes(routes!(events))
 }
 
+/// The session's status, with its QR while one is shown.
+#[utoipa::path(get, path = "/api/admin/whatsapp/status", tag = "admin", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The session's status", body = StatusBody),
+        (status = 502, description = "SESSION_MANAGER_UNREACHABLE or SESSION_MANAGER_ERROR", body = ErrorBody),
+        (status = 504, description = "SESSION_MANAGER_TIMEOUT", body = ErrorBody),
+    ))]
 async fn status(State(state): State<AppState>, AdminUser(_): AdminUser) -> Result<Response, ApiError> {
     Ok(super::json_response(super::current_status_json(&state, true, None).await?))
 }
 
-/// The body is optional: `{"pairing_phone":"<digits>"}` links with a code typed on that phone.
+/// Starts the session. The body is optional: `{"pairing_phone":"<digits>"}` links with a code
+/// typed on that phone.
+#[utoipa::path(post, path = "/api/admin/whatsapp/connect", tag = "admin", security(("bearer" = [])),
+    request_body(content = Option<ConnectRequest>, description = "Optional"),
+    responses(
+        (status = 200, description = "Connecting, or already connected", body = ConnectResponse),
+        (status = 400, description = "VALIDATION_ERROR: not the body expected", body = ErrorBody),
+        (status = 409, description = "PAIRING_UNAVAILABLE or PROFILE_LOCKED (from the session-manager)", body = ErrorBody),
+        (status = 413, description = "PAYLOAD_TOO_LARGE", body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED: too many connects (see Retry-After)", body = ErrorBody),
+        (status = 503, description = "The browser or the page failed (from the session-manager)", body = ErrorBody),
+        (status = 502, description = "SESSION_MANAGER_UNREACHABLE or SESSION_MANAGER_ERROR", body = ErrorBody),
+        (status = 504, description = "SESSION_MANAGER_TIMEOUT", body = ErrorBody),
+    ))]
 async fn connect(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
@@ -44,6 +68,16 @@ async fn connect(
     audited(&state, &admin, "whatsapp.connect", detail, result).await
 }
 
+/// Stops the session; `{"logout": true}` also unlinks the device. The body is optional.
+#[utoipa::path(post, path = "/api/admin/whatsapp/disconnect", tag = "admin", security(("bearer" = [])),
+    request_body(content = Option<DisconnectRequest>, description = "Optional"),
+    responses(
+        (status = 200, description = "Disconnected", body = DisconnectResponse),
+        (status = 400, description = "VALIDATION_ERROR: not the body expected", body = ErrorBody),
+        (status = 413, description = "PAYLOAD_TOO_LARGE", body = ErrorBody),
+        (status = 502, description = "SESSION_MANAGER_UNREACHABLE or SESSION_MANAGER_ERROR", body = ErrorBody),
+        (status = 504, description = "SESSION_MANAGER_TIMEOUT", body = ErrorBody),
+    ))]
 async fn disconnect(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
@@ -54,6 +88,14 @@ async fn disconnect(
     audited(&state, &admin, "whatsapp.disconnect", detail, result).await
 }
 
+/// Stops the session and moves its profile aside (the next connect shows a QR).
+#[utoipa::path(post, path = "/api/admin/whatsapp/clear-session", tag = "admin", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Cleared", body = ClearSessionResponse),
+        (status = 409, description = "PROFILE_LOCKED (from the session-manager)", body = ErrorBody),
+        (status = 502, description = "SESSION_MANAGER_UNREACHABLE or SESSION_MANAGER_ERROR", body = ErrorBody),
+        (status = 504, description = "SESSION_MANAGER_TIMEOUT", body = ErrorBody),
+    ))]
 async fn clear_session(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
@@ -94,6 +136,8 @@ async fn audited<T: serde::Serialize>(
 
 /// Server-Sent Events, on subscribe and on every change: `upstream` (`{"connected":bool,"url"}`,
 /// the hub's own subscription to the manager) then, while it is connected, `status` (a full StatusBody).
+#[utoipa::path(get, path = "/api/admin/whatsapp/events", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, description = "Server-Sent Events: `upstream` then `status` (a StatusBody) on every change", content_type = "text/event-stream", body = String)))]
 async fn events(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,

@@ -6,11 +6,11 @@
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::LazyLock;
 
-use axum::Router;
 use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::ApiError;
 
@@ -72,18 +72,53 @@ static ETAGS: LazyLock<Vec<(&'static str, String)>> = LazyLock::new(|| {
         .collect()
 });
 
-pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new()
-        .route("/", get(page))
-        .route("/admin", get(page))
-        .route("/admin/", get(page))
-        .route("/admin/assets/{name}", get(asset))
+pub fn router<S: Clone + Send + Sync + 'static>() -> OpenApiRouter<S> {
+    OpenApiRouter::new()
+        .routes(routes!(root))
+        .routes(routes!(admin))
+        .routes(routes!(admin_slash))
+        .routes(routes!(asset))
 }
 
-async fn page(headers: HeaderMap) -> Response {
+/// The admin page.
+#[utoipa::path(get, path = "/", tag = "admin page", responses(
+    (status = 200, description = "The page", content_type = "text/html; charset=utf-8", body = String),
+    (status = 304, description = "Not modified (If-None-Match)"),
+))]
+async fn root(headers: HeaderMap) -> Response {
     serve(&INDEX, &headers)
 }
 
+/// The admin page.
+#[utoipa::path(get, path = "/admin", tag = "admin page", responses(
+    (status = 200, description = "The page", content_type = "text/html; charset=utf-8", body = String),
+    (status = 304, description = "Not modified (If-None-Match)"),
+))]
+async fn admin(headers: HeaderMap) -> Response {
+    serve(&INDEX, &headers)
+}
+
+/// The admin page.
+#[utoipa::path(get, path = "/admin/", tag = "admin page", responses(
+    (status = 200, description = "The page", content_type = "text/html; charset=utf-8", body = String),
+    (status = 304, description = "Not modified (If-None-Match)"),
+))]
+async fn admin_slash(headers: HeaderMap) -> Response {
+    serve(&INDEX, &headers)
+}
+
+/// A script, style sheet or icon of the admin page.
+#[utoipa::path(get, path = "/admin/assets/{name}", tag = "admin page",
+    params(("name" = String, Path, description = "A file name, e.g. `app.js`")),
+    responses(
+        (status = 200, description = "The file", content(
+            (String = "text/javascript; charset=utf-8"),
+            (String = "text/css; charset=utf-8"),
+            (String = "image/svg+xml"),
+        )),
+        (status = 304, description = "Not modified (If-None-Match)"),
+        (status = 404, description = "NOT_FOUND: no such file", body = shared_contracts::ErrorBody),
+    ))]
 async fn asset(Path(name): Path<String>, uri: Uri, headers: HeaderMap) -> Result<Response, ApiError> {
     ASSETS
         .iter()
@@ -127,7 +162,7 @@ mod tests {
         if let Some(etag) = if_none_match {
             request = request.header(header::IF_NONE_MATCH, etag);
         }
-        let response = router::<()>()
+        let response = axum::Router::from(router::<()>())
             .oneshot(request.body(Body::empty()).expect("a valid request"))
             .await
             .expect("infallible");

@@ -2,13 +2,14 @@
 
 use std::net::SocketAddr;
 
+use axum::Json;
 use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
-use axum::routing::post;
-use axum::{Json, Router};
-use shared_contracts::{Email, LoginRequest, LoginResponse};
+use shared_contracts::{Email, ErrorBody, LoginRequest, LoginResponse};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::{ApiError, AppJson};
 use crate::state::AppState;
@@ -17,8 +18,8 @@ use crate::state::AppState;
 const DUMMY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0M7n+XgbbU9tGXLLOPRzYZ/WOMKMqUnt0/0NR0X6lbA";
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/auth/login", post(login)).route("/api/auth/login", post(login))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(login)).routes(routes!(api_login))
 }
 
 fn wrong_credentials() -> ApiError {
@@ -28,6 +29,18 @@ fn wrong_credentials() -> ApiError {
     }
 }
 
+/// Logs in with email and password; answers a JWT.
+#[utoipa::path(post, path = "/auth/login", tag = "auth",
+    request_body(content = LoginRequest, example = json!({"email": "admin@example.com", "password": "correct horse battery staple"})),
+    responses(
+        (status = 200, description = "Logged in: the bearer token for the other routes", body = LoginResponse),
+        (status = 400, description = "VALIDATION_ERROR: email or password missing, or not JSON", body = ErrorBody),
+        (status = 401, description = "UNAUTHORIZED: email or password is wrong", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN: the account is disabled", body = ErrorBody),
+        (status = 413, description = "PAYLOAD_TOO_LARGE", body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED: too many attempts (see Retry-After)", body = ErrorBody),
+        (status = 503, description = "LOGIN_BUSY (see Retry-After) or DATABASE_ERROR", body = ErrorBody),
+    ))]
 async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -116,6 +129,27 @@ async fn login(
         .ok_or_else(|| ApiError::Internal(format!("token expiry {exp} is not a valid time")))?;
     tracing::info!(ip = ?ip, email = ?user.email.as_str(), role = user.role.as_str(), "login");
     Ok(Json(LoginResponse { token, expires_at, user: user.info() }))
+}
+
+/// `/auth/login` under `/api`.
+#[utoipa::path(post, path = "/api/auth/login", tag = "auth",
+    request_body(content = LoginRequest, example = json!({"email": "admin@example.com", "password": "correct horse battery staple"})),
+    responses(
+        (status = 200, description = "Logged in: the bearer token for the other routes", body = LoginResponse),
+        (status = 400, description = "VALIDATION_ERROR: email or password missing, or not JSON", body = ErrorBody),
+        (status = 401, description = "UNAUTHORIZED: email or password is wrong", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN: the account is disabled", body = ErrorBody),
+        (status = 413, description = "PAYLOAD_TOO_LARGE", body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED: too many attempts (see Retry-After)", body = ErrorBody),
+        (status = 503, description = "LOGIN_BUSY (see Retry-After) or DATABASE_ERROR", body = ErrorBody),
+    ))]
+async fn api_login(
+    state: State<AppState>,
+    peer: ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: AppJson<LoginRequest>,
+) -> Result<Json<LoginResponse>, ApiError> {
+    login(state, peer, headers, body).await
 }
 
 /// The caller's address; behind a trusted proxy (nginx), the one it reports: `X-Real-IP`, else the

@@ -15,25 +15,37 @@ use std::time::{Duration, Instant};
 
 use std::net::SocketAddr;
 
+use axum::Json;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::json;
+use serde::Serialize;
 use shared_contracts::Role;
-use shared_contracts::{DatabaseCheck, HubChecks, HubHealth, ManagerCheck};
+use shared_contracts::{DatabaseCheck, HubChecks, ManagerCheck};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::state::AppState;
 
 /// `/health` must answer quickly even when a dependency hangs.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/health", get(health))
-        .route("/api/health", get(health))
-        .route("/metrics", get(metrics))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(health)).routes(routes!(api_health)).routes(routes!(metrics))
+}
+
+/// The health answer: `checks` only for an admin or a direct loopback caller.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"status": "ok", "service": "central-hub", "timestamp": "2024-02-25T15:55:43Z"}))]
+pub struct HealthAnswer {
+    /// `ok`, or `degraded` when the database or the session-manager is down.
+    pub status: String,
+    pub service: String,
+    /// RFC 3339.
+    pub timestamp: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checks: Option<HubChecks>,
 }
 
 /// A caller on this host talking to the hub directly (not relayed by a proxy).
@@ -41,6 +53,12 @@ fn is_direct_loopback(peer: SocketAddr, headers: &HeaderMap) -> bool {
     peer.ip().is_loopback() && !headers.contains_key("x-forwarded-for") && !headers.contains_key("x-real-ip")
 }
 
+/// Liveness and dependency checks (no authentication).
+#[utoipa::path(get, path = "/health", tag = "health",
+    responses(
+        (status = 200, description = "The database answers (`status` says whether the session-manager does too)", body = HealthAnswer),
+        (status = 503, description = "The database is down", body = HealthAnswer),
+    ))]
 async fn health(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -55,18 +73,23 @@ async fn health(
     let db_ok = database.ok;
     let status = if db_ok && session_manager.ok { "ok" } else { "degraded" };
     let code = if db_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    if !detailed {
-        let body =
-            json!({ "status": status, "service": "central-hub", "timestamp": crate::clock::now_rfc3339() });
-        return (code, Json(body)).into_response();
-    }
-    let body = HubHealth {
+    let body = HealthAnswer {
         status: status.to_owned(),
         service: "central-hub".to_owned(),
         timestamp: crate::clock::now_rfc3339(),
-        checks: HubChecks { database, session_manager },
+        checks: detailed.then_some(HubChecks { database, session_manager }),
     };
     (code, Json(body)).into_response()
+}
+
+/// `/health` under `/api` (operators' runbooks curl it).
+#[utoipa::path(get, path = "/api/health", tag = "health",
+    responses(
+        (status = 200, description = "The database answers", body = HealthAnswer),
+        (status = 503, description = "The database is down", body = HealthAnswer),
+    ))]
+async fn api_health(state: State<AppState>, peer: ConnectInfo<SocketAddr>, headers: HeaderMap) -> Response {
+    health(state, peer, headers).await
 }
 
 async fn check_database(state: &AppState) -> DatabaseCheck {
@@ -108,6 +131,9 @@ async fn check_manager(state: &AppState) -> ManagerCheck {
     }
 }
 
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String)))]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render())
 }

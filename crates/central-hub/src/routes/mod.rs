@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod admin_page;
 pub mod auth;
+pub mod docs;
 pub mod health;
 pub mod whatsapp;
 
@@ -11,20 +12,30 @@ use axum::body::Bytes;
 use axum::http::{HeaderValue, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
 
+use utoipa_axum::router::OpenApiRouter;
+
 use crate::error::ApiError;
 use crate::feed::{with_cliente_id, without_qr};
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+/// Every route of the hub, each registered with its `#[utoipa::path]` operation through
+/// `routes!`: the router and the OpenAPI document (`crate::openapi`) come from this one
+/// registration. A route added with a plain `.route(...)` is missing from the document, and the
+/// route-coverage test (`tests/api/openapi.rs`) fails.
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .merge(health::router())
         .merge(auth::router())
         .merge(admin::router())
         .merge(admin_page::router())
         .merge(whatsapp::router())
         .merge(crate::campaigns::routes::router())
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
+        .merge(docs::router())
+}
+
+/// [`api`]'s routes, with the JSON 404 and 405 answers.
+pub fn router() -> Router<AppState> {
+    Router::from(api()).fallback(not_found).method_not_allowed_fallback(method_not_allowed)
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {

@@ -2,27 +2,27 @@
 //! own id; admins any. The QR links the company's one WhatsApp account (whoever scans it first owns
 //! it), so it is served to admins only: a client's status carries no `qr` and its `qr-code` is a 403.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use shared_contracts::{
-    ClienteId, IDEMPOTENCY_KEY_HEADER, IdempotencyKey, MessageText, PhoneNumber, QrInfo, Role, SendRequest,
+    ClienteId, ErrorBody, IDEMPOTENCY_KEY_HEADER, IdempotencyKey, MessageText, PhoneNumber, QrInfo, Role,
+    SendRequest, SendResponse, StatusBody,
 };
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::AuthUser;
 use crate::client::IDEMPOTENT_REPLAYED_HEADER;
 use crate::error::{ApiError, AppJson};
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/whatsapp/{cliente_id}/status", get(status))
-        .route("/api/whatsapp/{cliente_id}/qr-code", get(qr_code))
-        .route("/api/whatsapp/{cliente_id}/send", post(send))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(status)).routes(routes!(qr_code)).routes(routes!(send))
 }
 
 /// Parses the id, then checks the caller may act for it (400 before 403: a bad id is nobody's).
@@ -36,6 +36,14 @@ fn authorize(user: &AuthUser, raw: &str) -> Result<ClienteId, ApiError> {
 }
 
 /// The session's status with `cliente_id` (the id asked for); without `qr` unless the caller is an admin.
+#[utoipa::path(get, path = "/api/whatsapp/{cliente_id}/status", tag = "whatsapp", security(("bearer" = [])),
+    params(("cliente_id" = String, Path, description = "The CRM client's id (a positive integer); a client user may use only its own", example = "51")),
+    responses(
+        (status = 200, description = "The session's status, with `cliente_id`", body = StatusBody),
+        (status = 400, description = "VALIDATION_ERROR: the id is not a positive integer", body = ErrorBody),
+        (status = 502, description = "SESSION_MANAGER_UNREACHABLE or SESSION_MANAGER_ERROR", body = ErrorBody),
+        (status = 504, description = "SESSION_MANAGER_TIMEOUT", body = ErrorBody),
+    ))]
 async fn status(
     State(state): State<AppState>,
     user: AuthUser,
@@ -46,6 +54,16 @@ async fn status(
     Ok(super::json_response(json))
 }
 
+/// The login QR (administrators only).
+#[utoipa::path(get, path = "/api/whatsapp/{cliente_id}/qr-code", tag = "whatsapp", security(("bearer" = [])),
+    params(("cliente_id" = String, Path, description = "The CRM client's id (a positive integer); a client user may use only its own", example = "51")),
+    responses(
+        (status = 200, description = "The QR to scan", body = QrInfo),
+        (status = 404, description = "NO_QR: no QR in the current state", body = ErrorBody),
+        (status = 400, description = "VALIDATION_ERROR: the id is not a positive integer", body = ErrorBody),
+        (status = 502, description = "SESSION_MANAGER_UNREACHABLE or SESSION_MANAGER_ERROR", body = ErrorBody),
+        (status = 504, description = "SESSION_MANAGER_TIMEOUT", body = ErrorBody),
+    ))]
 async fn qr_code(
     State(state): State<AppState>,
     user: AuthUser,
@@ -67,12 +85,29 @@ async fn qr_code(
 
 /// The send body as callers write it, validated as it is deserialized (a bad `to` or `message`
 /// is a 400 naming the field, from the extractor).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"to": "5491123456789", "message": "text"}))]
 struct SendBody {
     to: PhoneNumber,
     message: MessageText,
 }
 
+/// Sends a text message through the session.
+#[utoipa::path(post, path = "/api/whatsapp/{cliente_id}/send", tag = "whatsapp", security(("bearer" = [])),
+    params(("cliente_id" = String, Path, description = "The CRM client's id (a positive integer); a client user may use only its own", example = "51"),
+        ("Idempotency-Key" = Option<String>, Header, description = "A retried send with the same key is delivered once")),
+    request_body = SendBody,
+    responses(
+        (status = 200, description = "Sent", body = SendResponse),
+        (status = 409, description = "SESSION_NOT_READY", body = ErrorBody),
+        (status = 413, description = "PAYLOAD_TOO_LARGE", body = ErrorBody),
+        (status = 422, description = "NUMBER_NOT_ON_WHATSAPP or IDEMPOTENCY_KEY_REUSED", body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED (see Retry-After)", body = ErrorBody),
+        (status = 503, description = "SEND_FAILED (from the session-manager)", body = ErrorBody),
+        (status = 400, description = "VALIDATION_ERROR: the id is not a positive integer", body = ErrorBody),
+        (status = 502, description = "SESSION_MANAGER_UNREACHABLE or SESSION_MANAGER_ERROR", body = ErrorBody),
+        (status = 504, description = "SESSION_MANAGER_TIMEOUT or SEND_TIMEOUT", body = ErrorBody),
+    ))]
 async fn send(
     State(state): State<AppState>,
     user: AuthUser,

@@ -7,7 +7,9 @@
 mod auth;
 mod binary;
 mod campaigns;
+mod fuzz_findings;
 mod helpers;
+mod openapi;
 mod routing;
 mod security;
 mod store;

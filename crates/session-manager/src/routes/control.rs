@@ -5,7 +5,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use shared_contracts::{
     ADMIN_SESSION, ClearSessionResponse, ConnectRequest, ConnectResponse, DisconnectRequest,
-    DisconnectResponse, PhoneNumber, ProfileBackup,
+    DisconnectResponse, ErrorBody, PhoneNumber, ProfileBackup,
 };
 
 use super::AppState;
@@ -14,6 +14,16 @@ use crate::error::Error;
 /// Connects that would start the browser count against CONNECT_RATE_PER_MINUTE; a connect while
 /// the session is live changes nothing and is free. The body is optional:
 /// `{"pairing_phone":"<number>"}` links by a code typed on that phone instead of the QR.
+#[utoipa::path(post, path = "/connect", tag = "session", security(("bearer" = [])),
+    request_body(content = Option<ConnectRequest>, description = "Optional"),
+    responses(
+        (status = 200, description = "Connecting, or already connected", body = ConnectResponse),
+        (status = 400, description = "VALIDATION_ERROR: not the body expected", body = ErrorBody),
+        (status = 409, description = "PAIRING_UNAVAILABLE or PROFILE_LOCKED", body = ErrorBody),
+        (status = 413, description = "PAYLOAD_TOO_LARGE", body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED: CONNECT_RATE_PER_MINUTE (see Retry-After)", body = ErrorBody),
+        (status = 503, description = "BROWSER_CRASHED, PAGE_LOAD_FAILED, CONNECTION_ERROR or WHATSAPP_INCOMPATIBLE", body = ErrorBody),
+    ))]
 pub async fn connect(State(state): State<AppState>, body: Bytes) -> Result<Json<ConnectResponse>, Error> {
     let request = if body.iter().all(u8::is_ascii_whitespace) {
         ConnectRequest::default()
@@ -49,6 +59,13 @@ pub async fn connect(State(state): State<AppState>, body: Bytes) -> Result<Json<
 }
 
 /// The body is optional: empty means `{"logout": false}`.
+#[utoipa::path(post, path = "/disconnect", tag = "session", security(("bearer" = [])),
+    request_body(content = Option<DisconnectRequest>, description = "Optional"),
+    responses(
+        (status = 200, description = "Disconnected", body = DisconnectResponse),
+        (status = 400, description = "VALIDATION_ERROR: not the body expected", body = ErrorBody),
+        (status = 413, description = "PAYLOAD_TOO_LARGE", body = ErrorBody),
+    ))]
 pub async fn disconnect(
     State(state): State<AppState>,
     body: Bytes,
@@ -66,6 +83,12 @@ pub async fn disconnect(
     Ok(Json(DisconnectResponse { success: true, message: message.into() }))
 }
 
+/// Stops the session and moves its profile aside (the next connect shows a QR).
+#[utoipa::path(post, path = "/clear-session", tag = "session", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Cleared", body = ClearSessionResponse),
+        (status = 409, description = "PROFILE_LOCKED", body = ErrorBody),
+    ))]
 pub async fn clear_session(State(state): State<AppState>) -> Result<Json<ClearSessionResponse>, Error> {
     let backup = state.session.clear_session().await?;
     let retention = state.backup_retention;

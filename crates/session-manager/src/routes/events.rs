@@ -38,6 +38,17 @@ pub struct EventsQuery {
     since: Option<String>,
 }
 
+/// `status` events (a StatusBody, no id) on subscribe and on every change, and `inbound` events
+/// (an InboundEvent, `id:` = its sequence) replayed after `Last-Event-ID` / `since`, then live.
+#[utoipa::path(get, path = "/events", tag = "session", security(("bearer" = [])),
+    params(
+        ("since" = Option<u64>, Query, description = "Replay the journaled inbound events after this sequence (Last-Event-ID wins)"),
+        ("Last-Event-ID" = Option<u64>, Header, description = "The last inbound sequence seen: replay everything after it"),
+    ),
+    responses(
+        (status = 200, description = "Server-Sent Events: `status`, `inbound` (id = sequence), `gap` when retention dropped asked-for events", content_type = "text/event-stream", body = String),
+        (status = 400, description = "VALIDATION_ERROR: `since` / `Last-Event-ID` is not a sequence number", body = shared_contracts::ErrorBody),
+    ))]
 pub async fn events(
     State(state): State<AppState>,
     Query(query): Query<EventsQuery>,

@@ -11,6 +11,8 @@ use crate::browser::process;
 use crate::telemetry::now_rfc3339;
 
 /// Liveness, plus the WhatsApp Web build of the last page loaded and what the bridge found in it.
+#[utoipa::path(get, path = "/health", tag = "health",
+    responses((status = 200, description = "The manager answers", body = HealthBody)))]
 pub async fn health(State(state): State<AppState>) -> Json<HealthBody> {
     Json(HealthBody {
         status: "ok".into(),
@@ -20,6 +22,9 @@ pub async fn health(State(state): State<AppState>) -> Json<HealthBody> {
     })
 }
 
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "health", security(("bearer" = [])),
+    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let profile = state.session.profile.clone();
     // /proc reads are blocking file I/O: keep them off the async workers.

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use shared_contracts::{
-    ClienteId, IDEMPOTENCY_KEY_HEADER, IdempotencyKey, SendRequest, SendResponse, SessionState,
+    ClienteId, ErrorBody, IDEMPOTENCY_KEY_HEADER, IdempotencyKey, SendRequest, SendResponse, SessionState,
 };
 
 use super::{AppJson, AppState};
@@ -19,6 +19,20 @@ use crate::idempotency::{self, Scope, Ticket};
 /// Set on an answer that was given before (by an earlier or a concurrent request with the key).
 pub const IDEMPOTENT_REPLAYED_HEADER: &str = "idempotent-replayed";
 
+/// Sends a text message (the session must be READY).
+#[utoipa::path(post, path = "/send", tag = "session", security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "A retried send with the same key is delivered once")),
+    request_body = SendRequest,
+    responses(
+        (status = 200, description = "Sent", body = SendResponse),
+        (status = 400, description = "VALIDATION_ERROR: bad `to`, `message`, `cliente_id` or Idempotency-Key", body = ErrorBody),
+        (status = 409, description = "SESSION_NOT_READY", body = ErrorBody),
+        (status = 413, description = "PAYLOAD_TOO_LARGE", body = ErrorBody),
+        (status = 422, description = "NUMBER_NOT_ON_WHATSAPP or IDEMPOTENCY_KEY_REUSED", body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED: SEND_RATE_PER_MINUTE (see Retry-After)", body = ErrorBody),
+        (status = 503, description = "SEND_FAILED", body = ErrorBody),
+        (status = 504, description = "SEND_TIMEOUT", body = ErrorBody),
+    ))]
 pub async fn send(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -9,7 +9,7 @@ use tower::ServiceExt;
 use crate::Application;
 use crate::config::Config;
 
-const TOKEN: &str = "test-token-0123456789-0123456789-abcdef";
+pub(super) const TOKEN: &str = "test-token-0123456789-0123456789-abcdef";
 
 pub(super) async fn app(extra: &[&str]) -> (Application, tempfile::TempDir) {
     app_in(tempfile::tempdir().expect("tempdir"), extra).await
