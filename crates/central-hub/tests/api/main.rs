@@ -8,6 +8,7 @@ mod auth;
 mod binary;
 mod campaigns;
 mod helpers;
+mod inbound;
 mod routing;
 mod security;
 mod store;
