@@ -9,6 +9,7 @@ mod binary;
 mod campaigns;
 mod helpers;
 mod inbound;
+mod inbound_effects;
 mod routing;
 mod security;
 mod store;
