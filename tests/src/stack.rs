@@ -122,16 +122,21 @@ impl Stack {
         Ok(())
     }
 
-    /// Stops the hub with SIGTERM (it must exit cleanly), runs `while_down`, then starts the hub
-    /// again with the same environment and database (on another port: read `hub.url()` again).
-    pub async fn restart_hub<T>(&mut self, while_down: impl Future<Output = T>) -> anyhow::Result<T> {
+    /// Stops the hub with SIGTERM (it must exit cleanly). Until [`Stack::start_hub`], `hub` is
+    /// the stopped process.
+    pub async fn stop_hub(&mut self) -> anyhow::Result<()> {
         let status = self.hub.terminate().await?;
         if !status.success() {
             bail!("central-hub exited with {status} after SIGTERM");
         }
-        let output = while_down.await;
+        Ok(())
+    }
+
+    /// Starts the hub again with the same environment and database (on another port: read
+    /// `hub.url()` again).
+    pub async fn start_hub(&mut self) -> anyhow::Result<()> {
         self.hub = start_hub(&self.hub_env).await?;
-        Ok(output)
+        Ok(())
     }
 
     /// Connects the session through the hub as `token`'s admin and scans the QR in the
