@@ -154,7 +154,7 @@ enum StreamEnd {
     FollowerStopped,
 }
 
-/// `event: gap`: the manager's retention dropped the events after `from` and before `oldest`.
+/// `event: gap`: the manager's retention dropped the events from `from` to before `oldest`.
 #[derive(Debug, Deserialize)]
 struct Gap {
     from: u64,

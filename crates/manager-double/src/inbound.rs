@@ -144,10 +144,11 @@ impl InboundJournal {
         send_id(to, journal.sends)
     }
 
-    /// A gap (when events after `since` were forgotten) and the events after `since`.
+    /// A gap (the first event after `since` and the oldest kept, when some between were forgotten,
+    /// like the manager's `{"from", "oldest"}`) and the events after `since`.
     fn after(&self, since: u64) -> (Option<(u64, u64)>, Vec<InboundEvent>) {
         let journal = self.lock();
-        let gap = (since < journal.forgotten_through).then(|| (since, journal.forgotten_through + 1));
+        let gap = (since < journal.forgotten_through).then(|| (since + 1, journal.forgotten_through + 1));
         (gap, journal.events.iter().filter(|e| e.seq > since).cloned().collect())
     }
 

@@ -71,15 +71,15 @@ impl InboundSink {
         true
     }
 
-    /// The manager dropped events before the hub read them (its retention): nothing can bring
-    /// them back, so it is said loudly and counted.
+    /// The manager dropped events `from..oldest` before the hub read them (its retention):
+    /// nothing can bring them back, so it is said loudly and counted.
     pub fn gap(&self, from: u64, oldest: u64) {
         self.metrics.inbound.gap();
         tracing::warn!(
             from,
             oldest,
-            lost = oldest.saturating_sub(from + 1),
-            "the session-manager no longer has the inbound events after {from} and before {oldest} \
+            lost = oldest.saturating_sub(from),
+            "the session-manager no longer has the inbound events from {from} to before {oldest} \
              (its journal retention dropped them while the hub was away): they are lost; consider a \
              longer retention on the manager"
         );
