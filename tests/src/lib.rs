@@ -18,11 +18,13 @@ use std::time::Duration;
 mod qr;
 mod reaper;
 mod service;
+mod sse;
 mod stack;
 
 pub use qr::{decode_qr_data_url, decode_qr_png};
 pub use reaper::{ChromiumReaper, descendants, kill_process_tree};
 pub use service::{Service, TEST_MANAGER_TOKEN, binary_path};
+pub use sse::{SseEvent, SseStream};
 pub use stack::{
     ADMIN_EMAIL, ADMIN_PASSWORD, Stack, StackOptions, TEST_JWT_SECRET, campaign_zero_pace_env, free_port,
     get_with_token, post_with_token,

@@ -105,6 +105,14 @@ pub struct Config {
     #[arg(long, env = "IDEMPOTENCY_TTL_HOURS", default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..))]
     pub idempotency_ttl_hours: u64,
 
+    /// Days the inbound journal (incoming messages, acks: `/events` replays) keeps an event.
+    #[arg(long, env = "INBOUND_RETENTION_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u64).range(1..=3650))]
+    pub inbound_retention_days: u64,
+
+    /// Largest size of the inbound journal in bytes; past it the oldest events are dropped (to 3/4).
+    #[arg(long, env = "INBOUND_JOURNAL_MAX_BYTES", default_value_t = 64 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(65_536..))]
+    pub inbound_journal_max_bytes: u64,
+
     /// Clear-session backups kept (each holds a live linked-device login); 0 keeps none.
     #[arg(long, env = "SESSION_BACKUP_RETENTION", default_value_t = 3)]
     pub session_backup_retention: u32,
@@ -202,6 +210,14 @@ impl Config {
         Duration::from_secs(self.idempotency_ttl_hours * 3600)
     }
 
+    /// What the inbound journal may hold.
+    pub fn inbound_limits(&self) -> crate::inbound::Limits {
+        crate::inbound::Limits {
+            retention: Duration::from_secs(self.inbound_retention_days * 86_400),
+            max_bytes: self.inbound_journal_max_bytes,
+        }
+    }
+
     /// The browser to run: `CHROMIUM_PATH`, or for `auto` the first of [`AUTO_BROWSERS`] installed.
     pub fn chromium_executable(&self) -> PathBuf {
         if self.chromium_path != "auto" {
@@ -234,7 +250,7 @@ impl Config {
             "host={} port={} data_dir={} whatsapp_web_url={} chromium_path={} max_qr_attempts={} \
              auto_connect={:?} token={token} takeover_on_conflict={} launch_timeout={}s page_load_timeout={}s \
              send_timeout={}s send_rate_per_minute={} connect_rate_per_minute={} allowed_hosts={} \
-             idempotency_ttl={}h session_backup_retention={}",
+             idempotency_ttl={}h session_backup_retention={} inbound_retention={}d inbound_journal_max_bytes={}",
             self.host,
             self.port,
             self.data_dir.display(),
@@ -251,6 +267,8 @@ impl Config {
             self.host_names().join(","),
             self.idempotency_ttl_hours,
             self.session_backup_retention,
+            self.inbound_retention_days,
+            self.inbound_journal_max_bytes,
         )
     }
 }

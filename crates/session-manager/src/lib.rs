@@ -9,6 +9,7 @@ pub mod browser;
 pub mod config;
 pub mod error;
 pub mod idempotency;
+pub mod inbound;
 pub mod metrics;
 pub mod probe;
 pub mod qr;
@@ -29,6 +30,8 @@ use crate::browser::profile::{DataDir, ProfileLock};
 use crate::browser::{BrowserError, LaunchSettings};
 use crate::config::{AutoConnect, Config};
 use crate::idempotency::Idempotency;
+use crate::inbound::Inbound;
+use crate::metrics::Metrics;
 use crate::routes::{AppState, RateLimiter};
 
 /// The accept loop's timeouts: a connection has 10 s to send a request's headers and may stay idle
@@ -51,6 +54,11 @@ pub enum StartError {
     Bind { addr: String, source: std::io::Error },
     #[error("could not open the idempotency journal: {0}")]
     Journal(crate::error::Error),
+    #[error(
+        "could not open the inbound journal in {dir}: {source} (check that the data directory is writable, \
+         or move a damaged inbound.jsonl aside)"
+    )]
+    InboundJournal { dir: String, source: std::io::Error },
     #[error("the HTTP server failed: {0}")]
     Serve(std::io::Error),
 }
@@ -98,7 +106,18 @@ impl Application {
             takeover_on_conflict: config.takeover_on_conflict,
             pairing_refresh: config.pairing_code_refresh(),
         };
-        let session = SessionHandle::spawn(settings, data, lock);
+        let metrics = Arc::new(Metrics::default());
+        let inbound = Inbound::open(
+            &config.data_dir,
+            config.inbound_limits(),
+            shared_contracts::ADMIN_SESSION,
+            metrics.clone(),
+        )
+        .map_err(|source| StartError::InboundJournal {
+            dir: config.data_dir.display().to_string(),
+            source,
+        })?;
+        let session = SessionHandle::spawn(settings, data, lock, metrics, inbound.start());
         let (shutdown_tx, shutting_down) = watch::channel(false);
         let state = AppState {
             session,
@@ -106,6 +125,7 @@ impl Application {
             allowed_hosts: config.host_names().into(),
             backup_retention: config.session_backup_retention,
             idempotency: Arc::new(idempotency),
+            inbound,
             send_limiter: Arc::new(RateLimiter::new(
                 "sends",
                 "SEND_RATE_PER_MINUTE",
@@ -127,6 +147,11 @@ impl Application {
 
     pub fn session(&self) -> &SessionHandle {
         &self.state.session
+    }
+
+    /// The inbound journal (incoming messages and acks served on `/events`).
+    pub fn inbound(&self) -> &Arc<Inbound> {
+        &self.state.inbound
     }
 
     pub fn router(&self) -> axum::Router {

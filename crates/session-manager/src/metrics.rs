@@ -12,6 +12,12 @@ pub struct Metrics {
     pub sends_failed: AtomicU64,
     pub reconnects: AtomicU64,
     pub browser_starts: AtomicU64,
+    /// Inbound events (incoming messages, acks) journaled.
+    pub inbound_events_written: AtomicU64,
+    /// Inbound events the page reported again (same message, kind and ack level): not journaled.
+    pub inbound_duplicates: AtomicU64,
+    /// The inbound journal's size (a gauge).
+    pub inbound_journal_bytes: AtomicU64,
 }
 
 impl Metrics {
@@ -34,6 +40,16 @@ impl Metrics {
             ("session_manager_sends_failed_total", "Sends that failed or timed out.", &self.sends_failed),
             ("session_manager_reconnects_total", "Reconnects after a browser crash.", &self.reconnects),
             ("session_manager_browser_starts_total", "Chromium launches.", &self.browser_starts),
+            (
+                "session_manager_inbound_events_total",
+                "Inbound events (incoming messages, acks) journaled.",
+                &self.inbound_events_written,
+            ),
+            (
+                "session_manager_inbound_duplicates_total",
+                "Inbound events reported again by the page, not journaled twice.",
+                &self.inbound_duplicates,
+            ),
         ];
         for (name, help, value) in counters {
             let _ = writeln!(
@@ -49,6 +65,11 @@ impl Metrics {
                 chromium_pss_bytes,
             ),
             ("session_manager_rss_bytes", "Resident set size of the session-manager.", manager_rss_bytes),
+            (
+                "session_manager_inbound_journal_bytes",
+                "Size of the inbound journal file.",
+                self.inbound_journal_bytes.load(Ordering::Relaxed),
+            ),
         ];
         for (name, help, value) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
@@ -72,5 +93,9 @@ mod tests {
         assert!(text.contains("session_manager_sends_ok_total 2"));
         assert!(text.contains("session_manager_chromium_pss_bytes 1234"));
         assert!(text.contains("# TYPE session_manager_qr_generated_total counter"));
+        m.inbound_journal_bytes.store(512, Ordering::Relaxed);
+        let text = m.render(SessionState::Ready, 1, 1);
+        assert!(text.contains("session_manager_inbound_journal_bytes 512"), "{text}");
+        assert!(text.contains("session_manager_inbound_events_total 0"), "{text}");
     }
 }

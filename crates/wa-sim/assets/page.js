@@ -114,12 +114,14 @@
   }
 
   // A model: attributes are plain properties; `set` changes one and fires `change:<attr>`
-  // with `(model, newValue)`, after the new value is readable.
+  // with `(model, newValue)`, after the new value is readable. A model in a collection fires it on
+  // the collection too (as Backbone does: `Msg.on('change:ack', (msg, ack) => ...)`).
   class Model extends Evented {
     set(attr, value) {
       if (this[attr] === value) return this;
       this[attr] = value;
       this.trigger('change:' + attr, this, value);
+      if (this.collection) this.collection.trigger('change:' + attr, this, value);
       return this;
     }
   }
@@ -137,6 +139,7 @@
     }
 
     add(model) {
+      if (model instanceof Model) model.collection = this;
       this.#models.set(Collection.keyOf(model.id), model);
       this.trigger('add', model);
       return model;
@@ -288,8 +291,35 @@
     }
   }
 
+  // Adds a message the server describes (`PageMessage` in the README) to `Msg`, as WhatsApp does
+  // for a message received (`isNewMsg` true) or loaded as history (false). Known ids are skipped.
+  function addServerMessage(m) {
+    if (!login || Msg.get(m.id)) return;
+    const chatWid = createWid(m.chat);
+    const self = chatWid.isLid() ? meLid() : me();
+    const prefix = String(m.from_me) + '_' + m.chat + '_';
+    const keyId = m.id.startsWith(prefix) ? m.id.slice(prefix.length) : m.id;
+    const id = m.from_me
+      ? new MsgKey({ from: self, to: chatWid, id: keyId, selfDir: 'out' })
+      : new MsgKey({ from: chatWid, to: self, id: keyId, selfDir: 'in' });
+    const model = Object.assign(new Model(), {
+      id,
+      from: m.from_me ? self : chatWid,
+      to: m.from_me ? chatWid : self,
+      type: m.type,
+      t: m.t,
+      ack: m.ack,
+      isNewMsg: m.is_new,
+      self: m.from_me ? 'out' : 'in',
+    });
+    if (m.body !== null && m.body !== undefined) model.body = m.body;
+    if (m.caption !== null && m.caption !== undefined) model.caption = m.caption;
+    if (!Chat.get(chatWid)) Chat.add({ id: chatWid, msgs: [] });
+    Msg.add(model);
+  }
+
   function addAndSendMsgToChat(chat, msg) {
-    const model = Object.assign({}, msg, { ack: 0 });
+    const model = Object.assign(new Model(), msg, { ack: 0 });
     const msgPromise = Promise.resolve().then(() => {
       if (!model.id) throw new Error('addAndSendMsgToChat: the message has no id');
       return Msg.add(model);
@@ -307,7 +337,8 @@
           chat: Collection.keyOf(to),
         });
         if (!recorded.ok) return { messageSendResult: 'ERROR' };
-        model.ack = 1;
+        // The server may already have pushed a later ack (an ack delay of 0).
+        if (model.ack < 1) model.set('ack', 1);
         return { messageSendResult: 'OK' };
       })
       .catch(() => ({ messageSendResult: 'ERROR' }));
@@ -342,6 +373,13 @@
     WAWebUserPrefsMeUser: { getMaybeMePnUser: me, getMeUser: me, getMaybeMeLidUser: meLid },
     WAWebApiContact: {
       getCurrentLid: (wid) => (wid ? new Wid(lidOf(typeof wid === 'string' ? createWid(wid).user : wid.user), 'lid') : null),
+      // The phone-number user of a LID user (null when unknown or not a LID).
+      getPhoneNumber: (wid) => {
+        const lid = typeof wid === 'string' ? createWid(wid) : wid;
+        if (!lid || !lid.isLid()) return null;
+        const phone = lidToPhone.get(lid.user) || (lid.user.startsWith('20') ? lid.user.slice(2).split('').reverse().join('') : '');
+        return phone ? new Wid(phone, 'c.us') : null;
+      },
     },
     WAWebAltDeviceLinkingApi: {
       setPairingType: (type) => {
@@ -518,6 +556,7 @@
       phone: login ? login.phone : null,
       pairing_code: pairing ? pairing.code : null,
       pairing_phone: pairing ? pairing.phone : null,
+      synced: modulesDefined && Socket.hasSynced === true,
     }).catch(() => {});
   }
 
@@ -542,6 +581,11 @@
       if (login) logOut();
     } else if (command.type === 'conflict') {
       onConflict();
+    } else if (command.type === 'incoming') {
+      addServerMessage(command.message);
+    } else if (command.type === 'ack') {
+      const message = Msg.get(command.id);
+      if (message) message.set('ack', command.ack);
     }
   };
 
@@ -649,6 +693,10 @@
       Cmd.trigger('offline_progress_update');
       Cmd.trigger('offline_progress_update_from_bridge');
     }
+    // The recent messages come in with the sync, as history (`isNewMsg` false).
+    const history = await postJson('/__sim/api/history', { token: login ? login.token : '' }).catch(() => null);
+    if (flow !== generation) return;
+    if (history && history.ok) for (const message of history.json.messages || []) addServerMessage(message);
     Cmd.isMainLoaded = true;
     showMain();
     Socket.set('hasSynced', true);

@@ -33,6 +33,12 @@ pub struct SimConfig {
     pub lid_numbers: Vec<String>,
     /// Set `data-ref` on the QR's container (WhatsApp does); off, a bridge must build the string itself.
     pub qr_data_ref: bool,
+    /// Delay after a send before its ack becomes `delivered` (2); `None`: only `POST /__sim/ack`.
+    pub ack_delivered_ms: Option<u64>,
+    /// Delay after a send before its ack becomes `read` (3); `None`: only `POST /__sim/ack`.
+    pub ack_read_ms: Option<u64>,
+    /// Incoming messages (from other numbers) loaded at login as history (`isNewMsg: false`).
+    pub history_messages: u32,
 }
 
 impl Default for SimConfig {
@@ -50,6 +56,9 @@ impl Default for SimConfig {
             without_modules: Vec::new(),
             lid_numbers: Vec::new(),
             qr_data_ref: true,
+            ack_delivered_ms: Some(300),
+            ack_read_ms: Some(800),
+            history_messages: 3,
         }
     }
 }
@@ -89,4 +98,22 @@ pub struct ConfigPatch {
     pub lid_numbers: Option<Vec<String>>,
     /// For pages loaded from now on.
     pub without_modules: Option<Vec<String>>,
+    /// For messages sent from now on; `null` turns the automatic `delivered` off.
+    #[serde(default, deserialize_with = "present")]
+    pub ack_delivered_ms: Option<Option<u64>>,
+    /// For messages sent from now on; `null` turns the automatic `read` off.
+    #[serde(default, deserialize_with = "present")]
+    pub ack_read_ms: Option<Option<u64>>,
+}
+
+/// A field that is present (even as `null`) is `Some`: `null` means "off", absent "unchanged".
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Option<u64>>, D::Error> {
+    Option::<u64>::deserialize(deserializer).map(Some)
+}
+
+/// The delays of the automatic acks after a send: `(delivered, read)`, each off when `None`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct AckDelays {
+    pub delivered_ms: Option<u64>,
+    pub read_ms: Option<u64>,
 }

@@ -22,6 +22,8 @@ pub enum SimError {
     WrongPairingCode,
     #[error("bad request: {0}")]
     BadRequest(String),
+    #[error("no sent message has the id `{0}`")]
+    UnknownMessage(String),
     #[error("no route {0}")]
     NotFound(String),
     #[error("could not render the QR image: {0}")]
@@ -39,6 +41,7 @@ impl SimError {
             SimError::InvalidLogin => "invalid_login",
             SimError::WrongPairingCode => "wrong_pairing_code",
             SimError::BadRequest(_) => "bad_request",
+            SimError::UnknownMessage(_) => "unknown_message",
             SimError::NotFound(_) => "not_found",
             SimError::QrRender(_) => "qr_render_failed",
         }
@@ -53,7 +56,7 @@ impl SimError {
             | SimError::InvalidLogin => StatusCode::CONFLICT,
             SimError::BadRequest(_) | SimError::QrRender(_) => StatusCode::BAD_REQUEST,
             SimError::WrongPairingCode => StatusCode::UNPROCESSABLE_ENTITY,
-            SimError::NotFound(_) => StatusCode::NOT_FOUND,
+            SimError::NotFound(_) | SimError::UnknownMessage(_) => StatusCode::NOT_FOUND,
         }
     }
 
@@ -68,6 +71,9 @@ impl SimError {
                 "type the code the linking page shows now (GET /__sim/state has it)"
             }
             SimError::BadRequest(_) => "send the JSON body the simulator's README describes",
+            SimError::UnknownMessage(_) => {
+                "use a `message_id` POST /send answered (GET /__sim/messages lists them)"
+            }
             SimError::NotFound(_) => "see the control API in crates/wa-sim/README.md",
             SimError::QrRender(_) => "pass a shorter `data` (at most about 2900 bytes)",
         }

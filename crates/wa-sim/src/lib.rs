@@ -4,6 +4,7 @@
 //! with the same names, members and event order as the real site, draws the QR, and follows a
 //! control API (`/__sim/...`) through an event stream. See `README.md` for the contract.
 
+mod chats;
 mod config;
 mod error;
 mod routes;
@@ -20,7 +21,8 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use config::{ConfigPatch, SimConfig, WA_VERSION};
+pub use chats::{IncomingRecord, PageMessage, lid_of};
+pub use config::{AckDelays, ConfigPatch, SimConfig, WA_VERSION};
 pub use error::SimError;
 pub use routes::router;
 pub use state::{AppState, PageCommand, PageReport, RecordedMessage};

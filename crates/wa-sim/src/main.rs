@@ -49,6 +49,28 @@ struct Cli {
     /// Do not put the QR string in the container's `data-ref` attribute.
     #[arg(long)]
     no_qr_data_ref: bool,
+    /// Milliseconds after a send before its ack becomes `delivered`, or `off` (only `POST /__sim/ack`).
+    #[arg(long, env = "WA_SIM_ACK_DELIVERED_MS", default_value = "300", value_parser = delay_or_off)]
+    ack_delivered_ms: Delay,
+    /// Milliseconds after a send before its ack becomes `read`, or `off` (only `POST /__sim/ack`).
+    #[arg(long, env = "WA_SIM_ACK_READ_MS", default_value = "800", value_parser = delay_or_off)]
+    ack_read_ms: Delay,
+    /// Incoming messages loaded as history (not new) at every login.
+    #[arg(long, default_value_t = 3)]
+    history_messages: u32,
+}
+
+/// A delay in milliseconds, or `None` for `off`.
+#[derive(Debug, Clone, Copy)]
+struct Delay(Option<u64>);
+
+fn delay_or_off(text: &str) -> Result<Delay, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(Delay(None));
+    }
+    text.parse()
+        .map(|ms| Delay(Some(ms)))
+        .map_err(|_| format!("expected milliseconds or `off`, got {text:?}"))
 }
 
 #[tokio::main]
@@ -68,6 +90,9 @@ async fn main() -> std::io::Result<()> {
         without_modules: cli.without_modules,
         lid_numbers: cli.lid_numbers.into_iter().filter(|n| !n.is_empty()).collect(),
         qr_data_ref: !cli.no_qr_data_ref,
+        ack_delivered_ms: cli.ack_delivered_ms.0,
+        ack_read_ms: cli.ack_read_ms.0,
+        history_messages: cli.history_messages,
     };
     wa_sim::run(config, cli.host).await
 }

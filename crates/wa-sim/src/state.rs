@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc};
 
-use crate::config::{ConfigPatch, SimConfig};
+use crate::chats::{Chats, PageMessage};
+use crate::config::{AckDelays, ConfigPatch, SimConfig};
 
 /// A command pushed to one page over its event stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,6 +25,10 @@ pub enum PageCommand {
     Conflict,
     /// The phone accepted the pairing code the page shows: store this login (like a scan).
     Pair { token: String, phone: String },
+    /// Someone wrote to this number: add the message to the `Msg` collection as new.
+    Incoming { message: PageMessage },
+    /// The ack of a sent message changed: set it on the message (fires `change:ack`).
+    Ack { id: String, ack: i64 },
 }
 
 /// What a page last told the server it shows.
@@ -43,6 +48,9 @@ pub struct PageReport {
     pub pairing_code: Option<String>,
     #[serde(default)]
     pub pairing_phone: Option<String>,
+    /// `Socket.hasSynced`: the history is loaded, new messages and acks may be pushed.
+    #[serde(default)]
+    pub synced: bool,
 }
 
 /// One message the page sent.
@@ -59,28 +67,46 @@ pub struct RecordedMessage {
     /// The serialized chat id it was sent to (`<digits>@c.us` or `<lid>@lid`).
     #[serde(default)]
     pub chat: Option<String>,
+    /// WhatsApp's ack level now: 1 sent, 2 delivered, 3 read, 4 played, -1 error.
+    #[serde(default)]
+    pub ack: i64,
 }
 
-struct Page {
+pub(crate) struct Page {
     connection: u64,
-    tx: mpsc::UnboundedSender<PageCommand>,
-    report: Option<PageReport>,
+    pub(crate) tx: mpsc::UnboundedSender<PageCommand>,
+    pub(crate) report: Option<PageReport>,
     /// Order of the latest report among all pages (the most recent page answers `/__sim/state`).
     reported_at: u64,
 }
 
 #[derive(Default)]
-struct Inner {
+pub(crate) struct Inner {
     unknown_numbers: Vec<String>,
     lid_numbers: Vec<String>,
     without_modules: Vec<String>,
     send_latency_ms: u64,
-    pages: HashMap<String, Page>,
+    pub(crate) pages: HashMap<String, Page>,
     /// Login token -> phone of every linked device.
     logins: HashMap<String, String>,
-    messages: Vec<RecordedMessage>,
+    pub(crate) messages: Vec<RecordedMessage>,
+    pub(crate) chats: Chats,
+    pub(crate) ack_delays: AckDelays,
     next_connection: u64,
     next_report: u64,
+}
+
+impl Inner {
+    /// Pages that are CONNECTED with their history loaded: where new messages and acks go.
+    pub(crate) fn synced_pages(&self) -> impl Iterator<Item = &Page> {
+        self.pages.values().filter(|p| {
+            p.report.as_ref().is_some_and(|r| r.synced && r.socket_state.as_deref() == Some("CONNECTED"))
+        })
+    }
+
+    pub(crate) fn is_lid_number(&self, digits: &str) -> bool {
+        self.lid_numbers.iter().any(|n| n == digits)
+    }
 }
 
 struct Shared {
@@ -101,6 +127,7 @@ impl AppState {
             lid_numbers: config.lid_numbers.clone(),
             without_modules: config.without_modules.clone(),
             send_latency_ms: config.send_latency_ms,
+            ack_delays: AckDelays { delivered_ms: config.ack_delivered_ms, read_ms: config.ack_read_ms },
             ..Inner::default()
         };
         AppState(Arc::new(Shared { config, inner: Mutex::new(inner), reported: Notify::new() }))
@@ -110,7 +137,7 @@ impl AppState {
         &self.0.config
     }
 
-    fn inner(&self) -> MutexGuard<'_, Inner> {
+    pub(crate) fn inner(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock leaves plain data behind; keep serving it.
         self.0.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -224,7 +251,7 @@ impl AppState {
     }
 
     pub fn is_lid_number(&self, digits: &str) -> bool {
-        self.inner().lid_numbers.iter().any(|n| n == digits)
+        self.inner().is_lid_number(digits)
     }
 
     /// Sends `command` to the page showing pairing code `code` (dash and case ignored) while
@@ -272,6 +299,12 @@ impl AppState {
         }
         if let Some(modules) = patch.without_modules {
             inner.without_modules = modules;
+        }
+        if let Some(delivered_ms) = patch.ack_delivered_ms {
+            inner.ack_delays.delivered_ms = delivered_ms;
+        }
+        if let Some(read_ms) = patch.ack_read_ms {
+            inner.ack_delays.read_ms = read_ms;
         }
         (inner.unknown_numbers.clone(), inner.send_latency_ms)
     }

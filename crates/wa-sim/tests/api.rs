@@ -255,3 +255,81 @@ async fn a_spawned_simulator_stops_even_with_a_page_stream_open() {
     tokio::time::timeout(Duration::from_secs(10), sim.shutdown()).await.expect("shutdown hung");
     assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "still listening after shutdown");
 }
+
+#[tokio::test]
+async fn incoming_messages_and_acks_go_to_a_synced_page_and_wait_for_one() {
+    let config = SimConfig {
+        ack_delivered_ms: None,
+        ack_read_ms: None,
+        history_messages: 2,
+        lid_numbers: vec!["34611222333".into()],
+        ..SimConfig::default()
+    };
+    let app = app(config);
+    let incoming = |body: Value| call(&app, "POST", "/__sim/incoming", Some(body));
+    let (status, body) = incoming(json!({"from": "34600111222", "text": "hola"})).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("no_connected_page")), "{body}");
+    for bad in [
+        json!({"from": "+34 600", "text": "x"}),
+        json!({"from": "1", "type": "chat"}),
+        json!({"from": "1", "type": "Image!"}),
+    ] {
+        let (status, body) = incoming(bad.clone()).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("bad_request")),
+            "{bad}: {body}"
+        );
+    }
+
+    let mut events = EventStream::open(&app, "p1").await;
+    assert_eq!(events.next().await, json!({"type": "hello"}));
+    report(&app, "p1", 1, "UNPAIRED", Some("2@ref,a,b,c,1")).await;
+    call(&app, "POST", "/__sim/scan", None).await;
+    let token = events.next().await["token"].as_str().unwrap().to_owned();
+    report(&app, "p1", 2, "CONNECTED", None).await;
+    let (status, _) = incoming(json!({"from": "34600111222", "text": "hola"})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "a page still syncing gets no new message");
+
+    let message =
+        json!({"token": token, "to": "34600111222", "text": "hola", "id": "true_34600111222@c.us_3EB0AA"});
+    call(&app, "POST", "/__sim/api/messages", Some(message)).await;
+    let ack = json!({"message_id": "true_34600111222@c.us_3EB0AA", "ack": "delivered"});
+    let (status, body) = call(&app, "POST", "/__sim/ack", Some(ack)).await;
+    assert_eq!((status, &body["pages"]), (StatusCode::OK, &json!(0)), "pending: {body}");
+    let (_, messages) = call(&app, "GET", "/__sim/messages", None).await;
+    assert_eq!(messages[0]["ack"], 2);
+
+    // The login's history: made-up messages and the sent one at the level a page last saw.
+    let (_, history) = call(&app, "POST", "/__sim/api/history", Some(json!({"token": token}))).await;
+    let history = history["messages"].as_array().unwrap();
+    assert_eq!(history.len(), 3, "{history:?}");
+    assert!(history.iter().all(|m| m["is_new"] == false), "{history:?}");
+    assert_eq!((&history[2]["from_me"], &history[2]["ack"]), (&json!(true), &json!(1)));
+
+    let synced = json!({"page": "p1", "seq": 3, "socket_state": "CONNECTED", "synced": true});
+    call(&app, "POST", "/__sim/api/report", Some(synced)).await;
+    assert_eq!(events.next().await, json!({"type": "ack", "id": "true_34600111222@c.us_3EB0AA", "ack": 2}));
+
+    let (status, body) =
+        incoming(json!({"from": "34611222333", "type": "image", "caption": "factura"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let pushed = events.next().await;
+    assert_eq!(pushed["type"], "incoming");
+    let message = &pushed["message"];
+    assert_eq!((&message["id"], &message["chat"]), (&body["message_id"], &json!("2033322211643@lid")));
+    assert_eq!(
+        (&message["body"], &message["caption"], &message["is_new"]),
+        (&Value::Null, &json!("factura"), &json!(true))
+    );
+    let (_, delivered) = call(&app, "GET", "/__sim/incoming", None).await;
+    let news: Vec<bool> = delivered.as_array().unwrap().iter().map(|m| m["new"] == true).collect();
+    assert_eq!(news, [false, false, true]);
+
+    let (status, body) =
+        call(&app, "POST", "/__sim/ack", Some(json!({"message_id": "nope", "ack": "read"}))).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::NOT_FOUND, Some("unknown_message")), "{body}");
+    let bad = json!({"message_id": "true_34600111222@c.us_3EB0AA", "ack": "seen"});
+    let (status, _) = call(&app, "POST", "/__sim/ack", Some(bad)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}

@@ -12,6 +12,7 @@ use super::Actor;
 use crate::browser::LaunchSettings;
 use crate::browser::profile::{DataDir, ProfileLock};
 use crate::error::Error;
+use crate::inbound::InboundSender;
 use crate::metrics::Metrics;
 use crate::session::Snapshot;
 
@@ -52,11 +53,17 @@ pub struct SessionHandle {
 }
 
 impl SessionHandle {
-    /// Starts the actor. It owns the lock (and so the profile) until it stops.
-    pub fn spawn(settings: ActorSettings, data: DataDir, lock: ProfileLock) -> Self {
-        let metrics = Arc::new(Metrics::default());
+    /// Starts the actor. It owns the lock (and so the profile) until it stops; the incoming
+    /// messages and acks the page reports go to `inbound`.
+    pub fn spawn(
+        settings: ActorSettings,
+        data: DataDir,
+        lock: ProfileLock,
+        metrics: Arc<Metrics>,
+        inbound: InboundSender,
+    ) -> Self {
         let profile = data.profile();
-        let (commands, snapshot) = Actor::spawn(settings, data, lock, metrics.clone());
+        let (commands, snapshot) = Actor::spawn(settings, data, lock, metrics.clone(), inbound);
         Self { commands, snapshot, metrics, profile }
     }
 

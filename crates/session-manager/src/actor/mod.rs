@@ -5,6 +5,7 @@
 
 mod handle;
 mod lifecycle;
+mod page;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -21,8 +22,8 @@ use crate::bridge::protocol::{self, PageAction, PageEvent};
 use crate::browser::profile::{DataDir, ProfileLock};
 use crate::browser::{BrowserError, BrowserHandle};
 use crate::error::Error;
+use crate::inbound::InboundSender;
 use crate::metrics::Metrics;
-use crate::qr;
 use crate::session::{Change, Effect, Event, Failure, Session, Snapshot};
 use crate::telemetry::now_ms;
 
@@ -70,6 +71,8 @@ struct Actor {
     inventory: Option<WhatsappInventory>,
     /// When to ask the page for a fresh pairing code.
     pairing_refresh_at: Option<Instant>,
+    /// Incoming messages and acks, to the inbound journal's writer.
+    inbound: InboundSender,
 }
 
 impl Actor {
@@ -79,6 +82,7 @@ impl Actor {
         data: DataDir,
         lock: ProfileLock,
         metrics: Arc<Metrics>,
+        inbound: InboundSender,
     ) -> (mpsc::Sender<Command>, watch::Receiver<Snapshot>) {
         let session =
             Session::new(settings.max_qr_attempts, settings.takeover_on_conflict, OffsetDateTime::now_utc())
@@ -104,6 +108,7 @@ impl Actor {
             launched_at: None,
             inventory: None,
             pairing_refresh_at: None,
+            inbound,
         };
         tokio::spawn(actor.run(command_rx, signal_rx));
         (commands, snapshot)
@@ -211,19 +216,31 @@ impl Actor {
         Flow::Continue
     }
 
-    async fn signal(&mut self, signal: Signal) {
-        if signal.generation != self.generation {
-            return;
-        }
-        let event = match signal.kind {
+    async fn signal(&mut self, Signal { generation, kind }: Signal) {
+        let current = generation == self.generation;
+        let event = match kind {
+            SignalKind::Page(page_signal) => match protocol::translate(page_signal) {
+                // A message or an ack is a fact whatever browser reported it: journaled even from a
+                // browser being closed. When the writer's queue is full this waits: nothing is dropped.
+                PageEvent::Inbound(inbound) => {
+                    if self.inbound.send(inbound).await.is_err() {
+                        tracing::error!(
+                            "the inbound journal writer stopped: a message or ack was not journaled"
+                        );
+                    }
+                    return;
+                }
+                page_event if current => match self.page_event(page_event) {
+                    Some(event) => event,
+                    None => return,
+                },
+                _ => return,
+            },
+            _ if !current => return,
             SignalKind::ProcessExited(status) => {
                 Event::Crashed { reason: format!("Chromium exited ({status})") }
             }
             SignalKind::CdpClosed => Event::Crashed { reason: "the DevTools connection closed".into() },
-            SignalKind::Page(signal) => match self.page_event(protocol::translate(signal)) {
-                Some(event) => event,
-                None => return,
-            },
         };
         self.dispatch(event).await;
     }
@@ -248,43 +265,6 @@ impl Actor {
                 hint: "Link with the QR instead; a bridge update may restore pairing codes".into(),
             }),
             _ => Ok(()),
-        }
-    }
-
-    fn page_event(&mut self, event: PageEvent) -> Option<Event> {
-        match event {
-            PageEvent::Inventory(inventory) => {
-                self.load_deadline = None;
-                let failure = protocol::incompatible(&inventory);
-                match &failure {
-                    Some(failure) => tracing::error!(summary = %inventory.summary, "{}", failure.message),
-                    None if !inventory.features_disabled.is_empty() => tracing::warn!(
-                        summary = %inventory.summary,
-                        disabled = ?inventory.features_disabled,
-                        "WhatsApp Web build without some optional internals: these features are off"
-                    ),
-                    None => tracing::info!(summary = %inventory.summary, "WhatsApp Web internals found"),
-                }
-                self.inventory = Some(inventory);
-                failure.map(Event::LaunchFailed)
-            }
-            PageEvent::Loaded { version } => {
-                self.load_deadline = None;
-                tracing::info!(version, since_launch_ms = self.since_launch_ms(), "WhatsApp Web loaded");
-                None
-            }
-            PageEvent::Qr { code } => match qr::render(&code) {
-                Ok(image) => {
-                    tracing::debug!(since_launch_ms = self.since_launch_ms(), "QR received");
-                    Some(Event::QrReceived { code, image, at_ms: now_ms() })
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "could not render the QR");
-                    None
-                }
-            },
-            PageEvent::Session(event) => Some(event),
-            PageEvent::Nothing => None,
         }
     }
 

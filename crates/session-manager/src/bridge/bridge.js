@@ -27,10 +27,18 @@
  *   startAltLinkingFlow(phone, showNotification) resolving to an 8-character code; valid while
  *   Socket.state is UNPAIRED or UNPAIRED_IDLE.
  *
+ * - Incoming messages and acks (wwebjs 1.34.7 src/Client.js ≈ l.1129 and l.1039): `Msg` `add`
+ *   with `isNewMsg` true and `id.fromMe` false is a new message (history loads with `isNewMsg`
+ *   false); `Msg` `change:ack` (model, level) on a message with `id.fromMe` is an ack of ours, levels
+ *   -1 error, 0 pending, 1 sent, 2 delivered, 3 read, 4 played (src/util/Constants.js MessageAck).
+ *   A LID user's phone-number user: WAWebApiContact.getPhoneNumber (wwebjs getContactLidAndPhone
+ *   reads it from the same module, as Store.LidUtils).
+ *
  * Contract with Rust (stable reason strings, nothing here ever throws):
  *   events: {type:'inventory',build,internals:[{name,group,required,location,tried}]}
  *           {type:'loaded',version} {type:'qr',code} {type:'state',wa_state} {type:'ready',phone}
  *           {type:'logout'} {type:'progress',percent} {type:'error',reason,detail}
+ *           {type:'incoming',id,from,chat,message_type,text,timestamp} {type:'ack',id,to,ack,timestamp}
  *   window.__lm: snapshot() inventory() exists(number) send(to,text) refreshQr() logout() takeover()
  *                pairingCode(phone)
  */
@@ -98,6 +106,9 @@
     // wwebjs 1.34.7 src/Client.js l.1039 (Msg change:ack) and l.1129 (Msg add, isNewMsg)
     { name: 'acks', group: 'acks', required: false, at: [['WAWebCollections', 'Msg', eventSource]] },
     { name: 'incoming', group: 'incoming', required: false, at: [['WAWebCollections', 'Msg', eventSource]] },
+    // wwebjs 1.34.7 Client.getContactLidAndPhone (Store.LidUtils = WAWebApiContact); without it a LID
+    // sender is reported by its LID digits
+    { name: 'lidPhone', group: 'incoming', required: false, at: [['WAWebApiContact', 'getPhoneNumber']] },
     // wwebjs 1.34.7 src/Client.js requestPairingCode l.514-560
     { name: 'pairing', group: 'pairing', required: false, at: [['WAWebAltDeviceLinkingApi', 'startAltLinkingFlow', wholeModule]] },
   ];
@@ -257,6 +268,55 @@
     } catch (_) { /* progress is informative only */ }
   }
 
+  // Digits of the phone-number user behind `wid` (a LID resolved when the page can), or null.
+  function phoneDigits(wid) {
+    try {
+      if (!wid) return null;
+      if (typeof wid === 'string') wid = internal('createWid')(wid);
+      if (wid.server === 'lid' && internal('lidPhone')) {
+        var pn = internal('lidPhone')(wid);
+        if (pn && pn.user) return String(pn.user);
+      }
+      return wid.user ? String(wid.user) : null;
+    } catch (_) {
+      return wid && wid.user ? String(wid.user) : null;
+    }
+  }
+
+  function serialized(wid) {
+    return wid ? String(wid._serialized || wid) : null;
+  }
+
+  // A new message someone sent us: not ours, not history.
+  function onMessageAdded(msg) {
+    try {
+      if (!msg || !msg.id || msg.id.fromMe || msg.isNewMsg !== true) return;
+      var chat = msg.id.remote || msg.from;
+      var sender = msg.author || msg.id.participant || msg.from || chat;
+      var text = msg.type === 'chat' ? msg.body : msg.caption;
+      emit({
+        type: 'incoming', id: String(msg.id._serialized), from: phoneDigits(sender), chat: serialized(chat),
+        message_type: String(msg.type || 'unknown'), text: typeof text === 'string' && text !== '' ? text : null,
+        timestamp: Number(msg.t) > 0 ? Number(msg.t) * 1000 : Date.now(),
+      });
+    } catch (e) {
+      emit({ type: 'error', reason: 'incoming_unreadable', detail: describe(e) });
+    }
+  }
+
+  // The delivery state of one of our messages changed.
+  function onAckChanged(msg, ack) {
+    try {
+      if (!msg || !msg.id || !msg.id.fromMe) return;
+      emit({
+        type: 'ack', id: String(msg.id._serialized), to: phoneDigits(msg.to || msg.id.remote),
+        ack: Number(ack), timestamp: Date.now(),
+      });
+    } catch (e) {
+      emit({ type: 'error', reason: 'ack_unreadable', detail: describe(e) });
+    }
+  }
+
   function attach() {
     if (attached) return;
     var s = socket();
@@ -276,6 +336,9 @@
     k.on('logout_from_bridge', function () { emit({ type: 'logout' }); });
     k.on('offline_progress_update', emitProgress);
     k.on('offline_progress_update_from_bridge', emitProgress);
+    // Optional features: without them the inventory says so and nothing is reported.
+    if (internal('incoming')) internal('incoming').on('add', onMessageAdded);
+    if (internal('acks')) internal('acks').on('change:ack', onAckChanged);
     emit({ type: 'state', wa_state: String(s.state) });
     emitQr();
     emitReady();

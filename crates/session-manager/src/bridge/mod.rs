@@ -53,6 +53,25 @@ pub enum BridgeEvent {
         reason: String,
         detail: Option<String>,
     },
+    /// A new message someone sent (`Msg` `add`, `isNewMsg`, not `fromMe`).
+    Incoming {
+        id: String,
+        /// Digits of the sender (the phone-number user when the page could resolve a LID).
+        from: Option<String>,
+        chat: String,
+        message_type: String,
+        text: Option<String>,
+        /// Unix milliseconds (WhatsApp's `t` in seconds, times 1000).
+        timestamp: i64,
+    },
+    /// The ack of one of our messages changed (`Msg` `change:ack`, `fromMe`).
+    Ack {
+        id: String,
+        to: Option<String>,
+        /// WhatsApp's level, -1..=4.
+        ack: i64,
+        timestamp: i64,
+    },
 }
 
 /// What the tab reports, bridge events and CDP's own signals.
@@ -205,6 +224,21 @@ mod tests {
             ),
             (r#"{"type":"logout"}"#, BridgeEvent::Logout),
             (r#"{"type":"progress","percent":40}"#, BridgeEvent::Progress { percent: 40 }),
+            (
+                r#"{"type":"ack","id":"true_1@c.us_X","to":"1","ack":2,"timestamp":5}"#,
+                BridgeEvent::Ack { id: "true_1@c.us_X".into(), to: Some("1".into()), ack: 2, timestamp: 5 },
+            ),
+            (
+                r#"{"type":"incoming","id":"false_1@c.us_Y","from":"1","chat":"1@c.us","message_type":"image","text":null,"timestamp":7}"#,
+                BridgeEvent::Incoming {
+                    id: "false_1@c.us_Y".into(),
+                    from: Some("1".into()),
+                    chat: "1@c.us".into(),
+                    message_type: "image".into(),
+                    text: None,
+                    timestamp: 7,
+                },
+            ),
         ];
         for (json, expected) in cases {
             assert_eq!(serde_json::from_str::<BridgeEvent>(json).expect(json), expected);
@@ -216,8 +250,15 @@ mod tests {
         // One interval, cleared as soon as the modules appear; everything else hangs off `on(...)`.
         assert_eq!(BRIDGE_JS.matches("setInterval(").count(), 1);
         assert!(BRIDGE_JS.contains("clearInterval(timer)"));
-        for event in ["change:state", "change:ref", "change:hasSynced", "'logout'", "offline_progress_update"]
-        {
+        for event in [
+            "change:state",
+            "change:ref",
+            "change:hasSynced",
+            "'logout'",
+            "offline_progress_update",
+            "'change:ack'",
+            "on('add'",
+        ] {
             assert!(BRIDGE_JS.contains(event), "{event}");
         }
     }

@@ -8,7 +8,10 @@ use std::time::Duration;
 use chromiumoxide::Page;
 use serde::Deserialize;
 use serde_json::json;
-use shared_contracts::{ErrorCode, MessageText, PhoneNumber, SentMessage, WhatsappInventory};
+use shared_contracts::{
+    AckLevel, ErrorCode, InboundKind, IncomingMessage, MessageAck, MessageText, PhoneNumber, SentMessage,
+    WhatsappInventory,
+};
 use tokio::time::Instant;
 
 use super::{BridgeEvent, PageSignal, call};
@@ -29,6 +32,8 @@ pub enum PageEvent {
     Qr { code: String },
     /// An event for the state machine.
     Session(Event),
+    /// An incoming message or an ack, for the inbound journal (not the state machine).
+    Inbound(InboundKind),
     /// Nothing to do (progress, or an error reason the session does not act on).
     Nothing,
 }
@@ -59,6 +64,24 @@ fn bridge_event(event: BridgeEvent) -> PageEvent {
         BridgeEvent::Progress { percent } => {
             tracing::debug!(percent, "WhatsApp loading chats");
             return PageEvent::Nothing;
+        }
+        BridgeEvent::Incoming { id, from, chat, message_type, text, timestamp } => {
+            // A sender the page could not name is the chat's user (the LID or phone digits).
+            let from = from.unwrap_or_else(|| chat.split('@').next().unwrap_or_default().to_owned());
+            let message = IncomingMessage { message_id: id, from, chat, message_type, text, timestamp };
+            return PageEvent::Inbound(InboundKind::Message(message));
+        }
+        BridgeEvent::Ack { id, to, ack, timestamp } => {
+            let Some(level) = AckLevel::from_wa(ack) else {
+                tracing::warn!(id, ack, "an ack level WhatsApp did not have before: ignored");
+                return PageEvent::Nothing;
+            };
+            return PageEvent::Inbound(InboundKind::Ack(MessageAck {
+                message_id: id,
+                to,
+                ack: level,
+                timestamp,
+            }));
         }
         BridgeEvent::Error { reason, detail } => {
             tracing::warn!(reason, detail, "the bridge reported an error");
@@ -322,6 +345,30 @@ mod tests {
             translate(PageSignal::Bridge(BridgeEvent::Qr { code: "2@a".into() })),
             PageEvent::Qr { code: "2@a".into() }
         );
+    }
+
+    #[test]
+    fn incoming_messages_and_acks_go_to_the_journal() {
+        let incoming = BridgeEvent::Incoming {
+            id: "false_20321@lid_X".into(),
+            from: None,
+            chat: "20321@lid".into(),
+            message_type: "image".into(),
+            text: None,
+            timestamp: 9,
+        };
+        match translate(PageSignal::Bridge(incoming)) {
+            PageEvent::Inbound(InboundKind::Message(m)) => {
+                assert_eq!((m.from.as_str(), m.text), ("20321", None))
+            }
+            other => panic!("{other:?}"),
+        }
+        let ack = |level| BridgeEvent::Ack { id: "true_1@c.us_X".into(), to: None, ack: level, timestamp: 1 };
+        match translate(PageSignal::Bridge(ack(3))) {
+            PageEvent::Inbound(InboundKind::Ack(a)) => assert_eq!(a.ack, AckLevel::Read),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(translate(PageSignal::Bridge(ack(9))), PageEvent::Nothing);
     }
 
     #[test]

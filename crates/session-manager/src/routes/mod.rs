@@ -2,6 +2,7 @@
 //! (request id, request log, Host check, bearer token).
 
 mod control;
+mod events;
 mod health;
 mod limit;
 mod send;
@@ -26,6 +27,7 @@ use crate::actor::SessionHandle;
 use crate::config::bare_host;
 use crate::error::Error;
 use crate::idempotency::Idempotency;
+use crate::inbound::Inbound;
 
 pub use limit::RateLimiter;
 
@@ -42,6 +44,8 @@ pub struct AppState {
     /// SESSION_BACKUP_RETENTION, reported with each clear-session backup.
     pub backup_retention: u32,
     pub idempotency: Arc<Idempotency>,
+    /// The inbound journal `/events` replays and follows.
+    pub inbound: Arc<Inbound>,
     /// SEND_RATE_PER_MINUTE.
     pub send_limiter: Arc<RateLimiter>,
     /// CONNECT_RATE_PER_MINUTE: connects that start the browser.
@@ -57,7 +61,7 @@ pub fn router(state: AppState) -> Router {
         .route("/status", get(status::status))
         .route("/qr", get(status::qr))
         .route("/qr-code", get(status::qr_code))
-        .route("/events", get(status::events))
+        .route("/events", get(events::events))
         .route("/connect", post(control::connect))
         .route("/disconnect", post(control::disconnect))
         .route("/clear-session", post(control::clear_session))

@@ -1,18 +1,13 @@
-//! `/status`, `/qr`, `/qr-code` (all from memory) and `/events` (Server-Sent Events).
-
-use std::convert::Infallible;
+//! `/status`, `/qr`, `/qr-code`, all from memory (`/events` is `events.rs`).
 
 use axum::Extension;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::header;
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 use shared_contracts::{QrInfo, StatusBody};
-use tokio_stream::wrappers::WatchStream;
 
 use super::{AppState, Authorized};
 use crate::error::Error;
@@ -69,19 +64,4 @@ pub async fn qr(State(state): State<AppState>, Query(query): Query<QrQuery>) -> 
 
 pub async fn qr_code(State(state): State<AppState>) -> Result<Json<QrInfo>, Error> {
     current_qr(&state).map(Json)
-}
-
-/// One `status` event with the full status on subscribe and on every change.
-pub async fn events(State(state): State<AppState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let mut shutting_down = state.shutting_down.clone();
-    let stop = async move {
-        let _ = shutting_down.wait_for(|stop| *stop).await;
-    };
-    let stream = WatchStream::new(state.session.subscribe())
-        .map(|Snapshot { status, .. }| {
-            let event = Event::default().event("status");
-            Ok(event.json_data(&status).unwrap_or_else(|_| Event::default().event("status").data("{}")))
-        })
-        .take_until(Box::pin(stop));
-    Sse::new(stream).keep_alive(KeepAlive::default())
 }

@@ -11,7 +11,7 @@ use crate::config::Config;
 
 const TOKEN: &str = "test-token-0123456789-0123456789-abcdef";
 
-async fn app(extra: &[&str]) -> (Application, tempfile::TempDir) {
+pub(super) async fn app(extra: &[&str]) -> (Application, tempfile::TempDir) {
     app_in(tempfile::tempdir().expect("tempdir"), extra).await
 }
 
@@ -43,7 +43,10 @@ async fn app_at(
     (Application::build(config).await.expect("app builds"), dir)
 }
 
-async fn call(app: &Application, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
+pub(super) async fn call(
+    app: &Application,
+    request: Request<Body>,
+) -> (StatusCode, axum::http::HeaderMap, Value) {
     let response = app.router().oneshot(request).await.expect("response");
     let status = response.status();
     let headers = response.headers().clone();
@@ -52,7 +55,7 @@ async fn call(app: &Application, request: Request<Body>) -> (StatusCode, axum::h
 }
 
 /// `GET path` with the token.
-fn get(path: &str) -> Request<Body> {
+pub(super) fn get(path: &str) -> Request<Body> {
     Request::get(path)
         .header("authorization", format!("Bearer {TOKEN}"))
         .body(Body::empty())

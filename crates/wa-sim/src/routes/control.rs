@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::parse_json;
+use crate::chats::IncomingRecord;
 use crate::config::ConfigPatch;
 use crate::error::SimError;
 use crate::state::{AppState, PageCommand, RecordedMessage};
@@ -26,6 +27,8 @@ pub(super) fn router() -> Router<AppState> {
         .route("/__sim/messages", get(messages))
         .route("/__sim/state", get(sim_state))
         .route("/__sim/config", put(patch_config))
+        .route("/__sim/incoming", post(incoming).get(list_incoming))
+        .route("/__sim/ack", post(ack))
 }
 
 #[derive(Deserialize, Default)]
@@ -118,4 +121,60 @@ async fn patch_config(State(state): State<AppState>, body: Bytes) -> Result<Json
     let patch: ConfigPatch = parse_json(&body, false)?;
     let (unknown_numbers, send_latency_ms) = state.patch_config(patch);
     Ok(Json(json!({"unknown_numbers": unknown_numbers, "send_latency_ms": send_latency_ms})))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct IncomingBody {
+    from: String,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default, rename = "type")]
+    message_type: Option<String>,
+    #[serde(default)]
+    caption: Option<String>,
+}
+
+/// Someone writes to the logged-in number: the synced pages get a new message (text for `chat`,
+/// else only the type and the caption, if any).
+async fn incoming(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, SimError> {
+    let body: IncomingBody = parse_json(&body, false)?;
+    if body.from.is_empty() || !body.from.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(SimError::BadRequest(format!("`from` must be digits, got {:?}", body.from)));
+    }
+    let message_type = body.message_type.unwrap_or_else(|| "chat".to_owned());
+    if message_type.is_empty() || !message_type.bytes().all(|b| b.is_ascii_lowercase()) {
+        return Err(SimError::BadRequest(format!(
+            "`type` must be a WhatsApp type (chat, image, ...), got {message_type:?}"
+        )));
+    }
+    if message_type == "chat" && body.text.as_deref().is_none_or(str::is_empty) {
+        return Err(SimError::BadRequest("a `chat` message needs a non-empty `text`".to_owned()));
+    }
+    let record = state.deliver_incoming(&body.from, &message_type, body.text, body.caption)?;
+    tracing::info!(id = %record.message_id, from = %record.from, message_type, "incoming message delivered");
+    Ok(Json(json!({"ok": true, "message_id": record.message_id, "chat": record.chat})))
+}
+
+async fn list_incoming(State(state): State<AppState>) -> Json<Vec<IncomingRecord>> {
+    Json(state.incoming())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct AckBody {
+    message_id: String,
+    ack: String,
+}
+
+/// Sets the ack of a sent message: `error`, `pending`, `sent`, `delivered`, `read`, `played`.
+async fn ack(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, SimError> {
+    let body: AckBody = parse_json(&body, false)?;
+    let levels = ["error", "pending", "sent", "delivered", "read", "played"];
+    let level = levels.iter().position(|l| *l == body.ack).ok_or_else(|| {
+        SimError::BadRequest(format!("`ack` must be one of {}, got {:?}", levels.join(", "), body.ack))
+    })?;
+    let level = i64::try_from(level).unwrap_or(0) - 1;
+    let pages = state.set_ack(&body.message_id, level, false)?;
+    Ok(Json(json!({"ok": true, "message_id": body.message_id, "ack": body.ack, "pages": pages})))
 }

@@ -31,6 +31,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/__sim/api/logout", post(logout))
         .route("/__sim/api/messages", post(record_message))
         .route("/__sim/api/exists", get(exists))
+        .route("/__sim/api/history", post(history))
 }
 
 #[derive(Deserialize)]
@@ -78,7 +79,11 @@ impl Drop for PageEvents {
 
 async fn report(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, SimError> {
     let report: PageReport = parse_json(&body, false)?;
+    let synced = report.synced;
     state.record_report(report)?;
+    if synced {
+        state.flush_acks();
+    }
     Ok(Json(json!({"ok": true})))
 }
 
@@ -127,11 +132,24 @@ async fn record_message(State(state): State<AppState>, body: Bytes) -> Result<Js
         timestamp,
         from: body.from,
         chat: body.chat,
+        ack: crate::chats::ACK_SENT,
     };
     tracing::info!(to = %message.to, id = %message.id, from = ?message.from, "message recorded");
+    let id = message.id.clone();
     state.record_message(message);
+    state.track_sent(&id);
+    state.schedule_acks(&id);
     tokio::time::sleep(Duration::from_millis(state.send_latency_ms())).await;
     Ok(Json(json!({"ok": true, "timestamp": timestamp})))
+}
+
+/// The messages a page loads at login (`isNewMsg: false`).
+async fn history(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, SimError> {
+    let body: TokenBody = parse_json(&body, false)?;
+    if state.login_phone(&body.token).is_none() {
+        return Err(SimError::InvalidLogin);
+    }
+    Ok(Json(json!({"messages": state.history()})))
 }
 
 #[derive(Deserialize)]
