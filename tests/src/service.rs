@@ -152,6 +152,11 @@ impl Service {
 
     /// SIGTERM, then waits for a graceful exit; kills it and its descendants if it takes longer.
     pub async fn stop(mut self) -> anyhow::Result<ExitStatus> {
+        self.terminate().await
+    }
+
+    /// [`Service::stop`] in place, for a holder that starts another process in its stead.
+    pub async fn terminate(&mut self) -> anyhow::Result<ExitStatus> {
         let mut child = self.child.take().context("the service was already stopped")?;
         let pid = child.id().and_then(|pid| i32::try_from(pid).ok());
         if let Some(pid) = pid {

@@ -67,6 +67,8 @@ pub struct Stack {
     pub hub: Service,
     manager_port: u16,
     manager_env: Vec<(&'static str, String)>,
+    /// The hub's whole environment, to start it again the same way.
+    hub_env: Vec<(&'static str, String)>,
     /// Kills any Chromium left on `dir` when the stack is dropped (declared before `dir`: it runs
     /// before the directory is removed).
     _reaper: crate::ChromiumReaper,
@@ -85,18 +87,27 @@ impl Stack {
                 .await?;
         let manager_url = format!("http://127.0.0.1:{manager_port}");
         let database_url = format!("sqlite://{}", dir.path().join("hub.db").display());
-        let mut hub_env: Vec<(&str, &str)> = vec![
-            ("CENTRAL_HUB_HOST", "127.0.0.1"),
-            ("CENTRAL_HUB_PORT", "0"),
-            ("SESSION_MANAGER_URL", &manager_url),
-            ("DATABASE_URL", &database_url),
-            ("JWT_SECRET", TEST_JWT_SECRET),
-            ("ADMIN_EMAIL", ADMIN_EMAIL),
-            ("ADMIN_PASSWORD", ADMIN_PASSWORD),
+        let mut hub_env: Vec<(&'static str, String)> = vec![
+            ("CENTRAL_HUB_HOST", "127.0.0.1".into()),
+            ("CENTRAL_HUB_PORT", "0".into()),
+            ("SESSION_MANAGER_URL", manager_url),
+            ("DATABASE_URL", database_url),
+            ("JWT_SECRET", TEST_JWT_SECRET.into()),
+            ("ADMIN_EMAIL", ADMIN_EMAIL.into()),
+            ("ADMIN_PASSWORD", ADMIN_PASSWORD.into()),
         ];
-        hub_env.extend(options.hub_env.iter().map(|(k, v)| (*k, v.as_str())));
-        let hub = Service::start("central-hub", &[], &hub_env).await?;
-        Ok(Stack { sim, manager: Some(manager), hub, manager_port, manager_env, _reaper: reaper, dir })
+        hub_env.extend(options.hub_env);
+        let hub = start_hub(&hub_env).await?;
+        Ok(Stack {
+            sim,
+            manager: Some(manager),
+            hub,
+            manager_port,
+            manager_env,
+            hub_env,
+            _reaper: reaper,
+            dir,
+        })
     }
 
     /// Starts the manager again, on the same port and data directory.
@@ -109,6 +120,52 @@ impl Stack {
                 .await?,
         );
         Ok(())
+    }
+
+    /// Stops the hub with SIGTERM (it must exit cleanly). Until [`Stack::start_hub`], `hub` is
+    /// the stopped process.
+    pub async fn stop_hub(&mut self) -> anyhow::Result<()> {
+        let status = self.hub.terminate().await?;
+        if !status.success() {
+            bail!("central-hub exited with {status} after SIGTERM");
+        }
+        Ok(())
+    }
+
+    /// Starts the hub again with the same environment and database (on another port: read
+    /// `hub.url()` again).
+    pub async fn start_hub(&mut self) -> anyhow::Result<()> {
+        self.hub = start_hub(&self.hub_env).await?;
+        Ok(())
+    }
+
+    /// Connects the session through the hub as `token`'s admin and scans the QR in the
+    /// simulator: the session is READY.
+    pub async fn connect_and_scan(&self, token: &str) {
+        let hub = self.hub.url().to_owned();
+        let (status, body) = post_with_token(&hub, "/api/admin/whatsapp/connect", token, None)
+            .await
+            .unwrap_or_else(|e| panic!("connect: {e}"));
+        assert_eq!(status, 200, "connect: {body}");
+        self.wait_for_state(token, "QR_REQUIRED").await;
+        let (status, body) = self
+            .sim_client()
+            .expect("a simulator client")
+            .post("/__sim/scan", None)
+            .await
+            .unwrap_or_else(|e| panic!("scan: {e}"));
+        assert_eq!(status, 200, "scan: {body}");
+        self.wait_for_state(token, "READY").await;
+    }
+
+    /// Waits (30 s at most) until the hub reports the session in `state`.
+    pub async fn wait_for_state(&self, token: &str, state: &str) {
+        let hub = self.hub.url().to_owned();
+        crate::wait_until(state, Duration::from_secs(30), || async {
+            let (_, body) = get_with_token(&hub, "/api/admin/whatsapp/status", token).await.ok()?;
+            (body["state"] == state).then_some(())
+        })
+        .await;
     }
 
     /// The manager's URL (fixed for the stack's life).
@@ -168,6 +225,12 @@ impl Stack {
         sim.shutdown().await;
         Ok(())
     }
+}
+
+/// Starts the real `central-hub` with exactly `env`.
+async fn start_hub(env: &[(&'static str, String)]) -> anyhow::Result<Service> {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Service::start("central-hub", &[], &env).await
 }
 
 /// Starts the real `session-manager` on `port`, against the simulator at `sim_url`; `extra` adds or

@@ -34,26 +34,8 @@ async fn ready_stack(sim: SimConfig, database_url: &str) -> (Stack, String) {
     .await
     .expect("the stack starts");
     let token = stack.admin_token().await.expect("the admin logs in");
-    connect_and_scan(&stack, &token).await;
+    stack.connect_and_scan(&token).await;
     (stack, token)
-}
-
-async fn connect_and_scan(stack: &Stack, token: &str) {
-    let hub = stack.hub.url().to_owned();
-    let (status, body) = post_with_token(&hub, "/api/admin/whatsapp/connect", token, None).await.unwrap();
-    assert_eq!(status, 200, "connect: {body}");
-    wait_until("QR_REQUIRED", Duration::from_secs(30), || async {
-        let (_, body) = get_with_token(&hub, "/api/admin/whatsapp/status", token).await.ok()?;
-        (body["state"] == "QR_REQUIRED").then_some(())
-    })
-    .await;
-    let (status, body) = stack.sim_client().unwrap().post("/__sim/scan", None).await.unwrap();
-    assert_eq!(status, 200, "scan: {body}");
-    wait_until("READY", Duration::from_secs(30), || async {
-        let (_, body) = get_with_token(&hub, "/api/admin/whatsapp/status", token).await.ok()?;
-        (body["state"] == "READY").then_some(())
-    })
-    .await;
 }
 
 fn phone(i: usize) -> String {
@@ -196,7 +178,7 @@ async fn a_logout_mid_campaign_pauses_it_and_a_new_scan_resumes_it_to_the_end() 
     .await;
     assert_eq!(paused["pause_reason"], "session_not_ready", "{paused}");
     assert!(paused["counts"]["pending"].as_i64().unwrap() > 0, "{paused}");
-    connect_and_scan(&stack, &token).await;
+    stack.connect_and_scan(&token).await;
     let done = wait_until("the campaign completes after the new scan", Duration::from_secs(240), || async {
         let c = campaign(&hub, &token, id).await?;
         (c["state"] == "completed").then_some(c)

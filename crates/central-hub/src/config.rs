@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::campaigns::pacer::{Pace, SendWindow};
+use crate::inbound::OptOutKeywords;
 
 /// The shortest JWT secret the hub accepts, in bytes (HS256 wants at least the hash size).
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
@@ -102,6 +103,11 @@ pub struct ServeArgs {
     /// The IANA time zone of a campaign's send window when the campaign names none.
     #[arg(long, env = "CAMPAIGN_DEFAULT_TIME_ZONE", default_value = "America/Argentina/Buenos_Aires")]
     pub campaign_default_time_zone: String,
+    /// Comma-separated words that opt the sender out of campaigns when an incoming message is
+    /// exactly one of them (trimmed, any case): for the client its last message came from, or for
+    /// every client when none wrote to it.
+    #[arg(long, env = "OPT_OUT_KEYWORDS", default_value = crate::inbound::DEFAULT_OPT_OUT_KEYWORDS)]
+    pub opt_out_keywords: String,
 }
 
 /// The validated configuration the hub runs with.
@@ -127,6 +133,7 @@ pub struct Config {
     pub trust_proxy_headers: bool,
     pub hub_send_rate_per_minute: u32,
     pub campaign: DispatchSettings,
+    pub opt_out_keywords: OptOutKeywords,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -161,12 +168,16 @@ pub enum ConfigError {
     Zero { name: &'static str },
     #[error("{0}")]
     Campaign(String),
+    #[error("{0}")]
+    OptOutKeywords(String),
 }
 
 impl Config {
     /// Validates the flags; every refusal says which variable to fix and how.
     pub fn from_args(args: ServeArgs) -> Result<Self, ConfigError> {
         let campaign = campaign_settings(&args)?;
+        let opt_out_keywords =
+            OptOutKeywords::parse(&args.opt_out_keywords).map_err(ConfigError::OptOutKeywords)?;
         let jwt_secret = match args.jwt_secret {
             None => return Err(ConfigError::MissingJwtSecret),
             Some(s) if s.is_empty() => return Err(ConfigError::MissingJwtSecret),
@@ -198,6 +209,7 @@ impl Config {
         }
         Ok(Self {
             campaign,
+            opt_out_keywords,
             host: args.host,
             port: args.port,
             session_manager_url,
@@ -304,6 +316,7 @@ impl fmt::Debug for Config {
             .field("trust_proxy_headers", &self.trust_proxy_headers)
             .field("hub_send_rate_per_minute", &self.hub_send_rate_per_minute)
             .field("campaign", &self.campaign)
+            .field("opt_out_keywords", &self.opt_out_keywords.as_slice())
             .finish()
     }
 }
@@ -388,6 +401,18 @@ mod tests {
         assert!(!printed.contains(&token), "{printed}");
         assert!(printed.contains("<set, 40 bytes>"), "{printed}");
         assert_eq!(config.session_manager_url, "http://127.0.0.1:3001");
+    }
+
+    #[test]
+    fn opt_out_keywords_are_validated_at_start() {
+        let secret = "s".repeat(40);
+        let token = "t".repeat(32);
+        let base = ["--jwt-secret", &secret, "--session-manager-token", &token];
+        let config = Config::from_args(args(&base)).unwrap();
+        assert_eq!(config.opt_out_keywords.as_slice(), ["baja", "stop", "cancelar"]);
+        let err = Config::from_args(args(&[&base[..], &["--opt-out-keywords", "BAJA, ,STOP"]].concat()))
+            .unwrap_err();
+        assert!(err.to_string().contains("OPT_OUT_KEYWORDS") && err.to_string().contains("entry 2"), "{err}");
     }
 
     #[test]

@@ -3,6 +3,11 @@
 //! Reconnects with exponential back-off; while the stream is down, `live` is false and readers
 //! fall back to asking the manager directly.
 //!
+//! The same connection carries the manager's journaled inbound events (`event: inbound`, `id:`
+//! its sequence): each (re)connection sends `Last-Event-ID` = the hub's stored position, and the
+//! events are handed to the inbound follower (`crate::inbound`), so the hub keeps one stream to
+//! the manager. `event: gap` (events the manager's retention dropped) is logged and counted.
+//!
 //! Each status is serialized to JSON once, when it arrives, and kept next to it: a poll answers
 //! those bytes as they are (a QR status carries a data URL of several KB, and pollers outnumber
 //! changes by thousands to one). A client's status, which also names its `cliente_id`, is composed
@@ -14,12 +19,15 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use futures_util::StreamExt;
-use shared_contracts::StatusBody;
+use serde::Deserialize;
+use shared_contracts::{INBOUND_EVENT_NAME, InboundEvent, StatusBody};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{ClientError, SessionManagerClient};
+use crate::db::DbError;
+use crate::inbound::InboundSink;
 use crate::metrics::Metrics;
 use crate::sse::SseParser;
 
@@ -110,11 +118,12 @@ impl StatusFeed {
     /// Starts the subscription task; it ends when `cancel` is cancelled.
     pub fn spawn(
         client: SessionManagerClient,
+        inbound: InboundSink,
         metrics: Arc<Metrics>,
         cancel: CancellationToken,
     ) -> (Self, JoinHandle<()>) {
         let (tx, rx) = watch::channel(FeedSnapshot::default());
-        let task = tokio::spawn(run(client, tx, metrics, cancel));
+        let task = tokio::spawn(run(client, inbound, tx, metrics, cancel));
         (Self { rx }, task)
     }
 
@@ -139,22 +148,39 @@ enum StreamEnd {
     Idle { url: String },
     #[error("the session-manager at {url} closed the event stream")]
     Closed { url: String },
+    #[error("could not read where the hub is in the inbound stream: {0}")]
+    Position(#[from] DbError),
+    #[error("the inbound follower stopped")]
+    FollowerStopped,
+}
+
+/// `event: gap`: the manager's retention dropped the events from `from` to before `oldest`.
+#[derive(Debug, Deserialize)]
+struct Gap {
+    from: u64,
+    oldest: u64,
 }
 
 async fn run(
     client: SessionManagerClient,
+    inbound: InboundSink,
     tx: watch::Sender<FeedSnapshot>,
     metrics: Arc<Metrics>,
     cancel: CancellationToken,
 ) {
     let mut backoff = MIN_BACKOFF;
     let mut failures: u32 = 0;
+    let mut was_live = false;
     loop {
         let mut connected = false;
+        if was_live {
+            metrics.inbound.reconnect();
+        }
         let end = tokio::select! {
             () = cancel.cancelled() => break,
-            end = follow(&client, &tx, &metrics, &mut connected) => end,
+            end = follow(&client, &inbound, &tx, &metrics, &mut connected) => end,
         };
+        was_live |= connected;
         tx.send_modify(|s| s.live = false);
         metrics.set_stream_connected(false);
         if connected {
@@ -186,16 +212,21 @@ async fn run(
 /// Follows one connection of the stream until it ends; sets `connected` at its first status event.
 async fn follow(
     client: &SessionManagerClient,
+    inbound: &InboundSink,
     tx: &watch::Sender<FeedSnapshot>,
     metrics: &Metrics,
     connected: &mut bool,
 ) -> StreamEnd {
     let url = client.base_url().to_owned();
-    let response = match client.open_events().await {
+    let after = match inbound.resume_after().await {
+        Ok(seq) => seq,
+        Err(e) => return e.into(),
+    };
+    let response = match client.open_events(after).await {
         Ok(r) => r,
         Err(e) => return e.into(),
     };
-    tracing::info!(%url, "subscribed to the session-manager's event stream");
+    tracing::info!(%url, last_event_id = after, "subscribed to the session-manager's event stream");
     let mut body = response.bytes_stream();
     let mut parser = SseParser::default();
     loop {
@@ -206,8 +237,29 @@ async fn follow(
             Ok(Some(Ok(chunk))) => chunk,
         };
         for event in parser.push(&chunk) {
-            if !matches!(event.name.as_str(), "status" | "message" | "") {
-                continue;
+            match event.name.as_str() {
+                INBOUND_EVENT_NAME => {
+                    match serde_json::from_str::<InboundEvent>(&event.data) {
+                        Ok(inbound_event) => {
+                            if !inbound.deliver(inbound_event).await {
+                                return StreamEnd::FollowerStopped;
+                            }
+                        }
+                        Err(e) => inbound.unreadable(&event.data, &e),
+                    }
+                    continue;
+                }
+                "gap" => {
+                    match serde_json::from_str::<Gap>(&event.data) {
+                        Ok(gap) => inbound.gap(gap.from, gap.oldest),
+                        Err(e) => {
+                            tracing::warn!(%url, error.message = %e, "ignoring a gap event that does not parse")
+                        }
+                    }
+                    continue;
+                }
+                "status" | "message" | "" => {}
+                _ => continue,
             }
             match serde_json::from_str::<StatusBody>(&event.data).and_then(CachedStatus::new) {
                 Ok(status) => {

@@ -13,6 +13,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod feed;
+pub mod inbound;
 pub mod metrics;
 pub mod middleware;
 pub mod openapi;

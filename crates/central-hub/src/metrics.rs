@@ -70,6 +70,8 @@ pub struct Metrics {
     manager_requests: AtomicU64,
     stream_connected: AtomicBool,
     status_from_cache: AtomicU64,
+    /// The inbound follower's counters.
+    pub inbound: crate::inbound::metrics::InboundMetrics,
 }
 
 impl Default for Metrics {
@@ -84,6 +86,7 @@ impl Default for Metrics {
             manager_requests: AtomicU64::new(0),
             stream_connected: AtomicBool::new(false),
             status_from_cache: AtomicU64::new(0),
+            inbound: crate::inbound::metrics::InboundMetrics::default(),
         }
     }
 }
@@ -206,6 +209,7 @@ impl Metrics {
             "central_hub_manager_stream_connected {}",
             u8::from(self.stream_connected.load(Ordering::Relaxed))
         );
+        self.inbound.render(&mut out);
         out
     }
 }

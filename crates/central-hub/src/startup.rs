@@ -24,6 +24,7 @@ use crate::config::Config;
 use crate::db::{AuditEntry, DbError, NewUser, Store};
 use crate::error::BODY_LIMIT_BYTES;
 use crate::feed::StatusFeed;
+use crate::inbound::InboundSink;
 use crate::metrics::Metrics;
 use crate::state::{AppState, LoginLimits, SharedState};
 
@@ -59,6 +60,7 @@ pub struct Application {
     state: AppState,
     feed_task: JoinHandle<()>,
     socketio_task: JoinHandle<()>,
+    inbound_task: JoinHandle<()>,
     dispatcher_task: JoinHandle<()>,
     generated_admin: Option<GeneratedAdmin>,
 }
@@ -71,12 +73,20 @@ impl Application {
         let manager = SessionManagerClient::new(&config, metrics.clone())?;
         probe_manager(&manager).await;
         let shutdown = CancellationToken::new();
-        let (feed, feed_task) = StatusFeed::spawn(manager.clone(), metrics.clone(), shutdown.clone());
         let campaigns = CampaignRuntime {
             settings: config.campaign.clone(),
             events: CampaignEvents::default(),
             nudge: Arc::new(tokio::sync::Notify::new()),
         };
+        let (inbound, inbound_task) = InboundSink::spawn(
+            store.clone(),
+            config.opt_out_keywords.clone(),
+            metrics.clone(),
+            campaigns.events.clone(),
+            shutdown.clone(),
+        );
+        let (feed, feed_task) =
+            StatusFeed::spawn(manager.clone(), inbound, metrics.clone(), shutdown.clone());
         let dispatcher_task = Dispatcher::spawn(
             store.clone(),
             manager.clone(),
@@ -105,7 +115,16 @@ impl Application {
         });
         let (socketio_layer, _io, socketio_task) = crate::socketio::start(&state);
         let router = app(state.clone()).layer(socketio_layer);
-        Ok(Self { listener, router, state, feed_task, socketio_task, dispatcher_task, generated_admin })
+        Ok(Self {
+            listener,
+            router,
+            state,
+            feed_task,
+            socketio_task,
+            inbound_task,
+            dispatcher_task,
+            generated_admin,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -137,6 +156,7 @@ impl Application {
         self.state.shutdown.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.feed_task).await;
         let _ = tokio::time::timeout(Duration::from_secs(5), self.socketio_task).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.inbound_task).await;
         let _ = tokio::time::timeout(Duration::from_secs(5), self.dispatcher_task).await;
         self.state.store.close().await;
         Ok(())

@@ -1,6 +1,7 @@
 //! A contract double of the session-manager's HTTP API, for hub-level tests and the benchmark:
 //! `/status`, `/events` (SSE of full StatusBody), `/connect`, `/disconnect`, `/clear-session`,
-//! `/send`, `/qr-code`, counting every request (`GET /__double/counts`). It is not a session-manager:
+//! `/send`, `/qr-code`, counting every request (`GET /__double/counts`), and a journal of inbound
+//! events (incoming messages, acks) served on `/events` like the manager's (`inbound`). It is not a session-manager:
 //! the real end-to-end tests use the real one. The `manager-double` binary (`main.rs`) runs it as a
 //! process for `scripts/bench-central-hub`.
 
@@ -10,7 +11,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::State;
+pub mod inbound;
+
+use axum::extract::{FromRef, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -25,6 +28,8 @@ use shared_contracts::{
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+pub use inbound::InboundJournal;
 
 /// The SESSION_MANAGER_TOKEN the double requires, like the real manager: on every route but
 /// `/health` and `/status` (and its own `/__double/*`), as `Authorization: Bearer` in any case.
@@ -75,6 +80,13 @@ struct DoubleState {
     status: watch::Sender<StatusBody>,
     /// Ends the event streams too, so that a stop really closes every connection.
     stop: CancellationToken,
+    inbound: InboundJournal,
+}
+
+impl FromRef<DoubleState> for InboundJournal {
+    fn from_ref(state: &DoubleState) -> Self {
+        state.inbound.clone()
+    }
 }
 
 pub struct ManagerDouble {
@@ -120,11 +132,18 @@ impl ManagerDouble {
     }
 
     pub async fn spawn_on(mode: Mode, port: u16) -> Self {
+        Self::spawn_with(mode, port, InboundJournal::default()).await
+    }
+
+    /// A double serving `journal` (pass a stopped double's [`ManagerDouble::inbound`] to restart
+    /// it with the same journal, like a manager restarted on its data dir).
+    pub async fn spawn_with(mode: Mode, port: u16, journal: InboundJournal) -> Self {
         let stop = CancellationToken::new();
         let state = DoubleState {
             shared: Arc::new(Shared::default()),
             status: watch::Sender::new(status_in(SessionState::Init)),
             stop: stop.clone(),
+            inbound: journal,
         };
         let router = match mode {
             Mode::Normal | Mode::NoEvents => contract_router(state.clone(), mode),
@@ -146,6 +165,11 @@ impl ManagerDouble {
         self.stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.task).await;
         self.task.abort();
+    }
+
+    /// The inbound journal: inject incoming messages and acks with it.
+    pub fn inbound(&self) -> &InboundJournal {
+        &self.state.inbound
     }
 
     /// Changes the session status (published on `/events` at once).
@@ -191,7 +215,8 @@ fn contract_router(state: DoubleState, mode: Mode) -> Router {
         .route("/disconnect", post(disconnect))
         .route("/clear-session", post(clear_session))
         .route("/send", post(send))
-        .route("/__double/counts", get(counts));
+        .route("/__double/counts", get(counts))
+        .route("/__double/inbound", post(inbound::inject));
     if mode == Mode::Normal {
         router = router.route("/events", get(events));
     }
@@ -328,7 +353,7 @@ async fn send(State(s): State<DoubleState>, headers: HeaderMap, Json(body): Json
         success: true,
         message: "Message sent".into(),
         data: SentMessage {
-            message_id: "3EB0DOUBLE".into(),
+            message_id: s.inbound.take_send_id(body.to.as_str()),
             to: body.to.to_string(),
             timestamp: 1_708_876_543_210,
         },
@@ -343,8 +368,13 @@ async fn counts(State(s): State<DoubleState>) -> Json<BTreeMap<String, u64>> {
     Json(s.shared.counts.lock().expect("counts").clone())
 }
 
-async fn events(State(s): State<DoubleState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+async fn events(
+    State(s): State<DoubleState>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     s.hit("GET /events");
+    let inbound = s.inbound.stream(inbound::resume_point(&headers, uri.query()), s.stop.clone());
     let mut rx = s.status.subscribe();
     rx.mark_changed();
     let stop = s.stop.clone();
@@ -362,5 +392,5 @@ async fn events(State(s): State<DoubleState>) -> Sse<impl Stream<Item = Result<E
             }
         }
     });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(5)))
+    Sse::new(stream::select(stream, inbound)).keep_alive(KeepAlive::new().interval(Duration::from_secs(5)))
 }

@@ -13,6 +13,7 @@ import { DEFAULT_LANGUAGE, LANGUAGES } from "./i18n.js";
 import * as live from "./live.js";
 import * as actions from "./section-actions.js";
 import * as campaigns from "./section-campaigns.js";
+import * as inbox from "./section-inbox.js";
 import * as pairing from "./section-pairing.js";
 import * as qr from "./section-qr.js";
 import * as send from "./section-send.js";
@@ -21,7 +22,7 @@ import * as session from "./session.js";
 import { $, LANG_KEY, app, onRender, render, t } from "./state.js";
 
 /** The dashboard's sections, top to bottom. */
-const SECTIONS = [status, qr, actions, pairing, send, campaigns];
+const SECTIONS = [status, qr, actions, pairing, send, inbox, campaigns];
 
 /** Everything that draws, in drawing order: the sections, then the page's frame. */
 const PARTS = [...SECTIONS, banners, live, session];

@@ -22,6 +22,7 @@ use crate::client::{ClientError, SessionManagerClient};
 use crate::config::DispatchSettings;
 use crate::db::{AuditEntry, Backend, DbError, Store};
 use crate::feed::StatusFeed;
+use crate::inbound::OutgoingMessage;
 
 /// Transient failures are retried this many times (so a recipient is tried at most 4 times).
 pub const MAX_RETRIES: i64 = 3;
@@ -249,11 +250,16 @@ impl Dispatcher {
         let failure = match result {
             Ok((answer, replayed)) => {
                 self.pacer.record_send(now, rand::random::<f64>());
-                if !self
-                    .store
-                    .mark_sent(&claimed, &self.owner, &answer.data.message_id, &c.instance, now)
-                    .await?
-                {
+                let sent = OutgoingMessage {
+                    instance: &c.instance,
+                    whatsapp_id: &answer.data.message_id,
+                    phone: claimed.phone.as_str(),
+                    cliente_id: c.cliente_id,
+                    campaign_id: Some(c.id),
+                    text: claimed.rendered.as_str(),
+                    timestamp_ms: answer.data.timestamp,
+                };
+                if !self.store.mark_sent(&claimed, &self.owner, &sent, now).await? {
                     tracing::warn!(key = %key, "the lease was taken over before the send was recorded");
                 }
                 if replayed.is_some() {

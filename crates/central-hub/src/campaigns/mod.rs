@@ -7,6 +7,7 @@ pub mod csv;
 pub mod dispatcher;
 pub mod events;
 pub mod intake;
+pub mod optout_list;
 pub mod optouts;
 pub mod pacer;
 pub mod queue;

@@ -16,6 +16,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::optout_list::{NewOptOut, add_opt_out_on};
 use super::routes::{audit, client_scope};
 use crate::auth::AuthUser;
 use crate::db::{DbError, Store, bounded};
@@ -51,34 +52,11 @@ impl Store {
         created_by: &str,
     ) -> Result<bool, DbError> {
         let step = "add to the opt-out list";
-        let done = bounded(
-            step,
-            sqlx::query(
-                "insert into opt_out (phone, cliente_id, reason, evidence, created_by, created_at) \
-                 values ($1, $2, $3, $4, $5, $6) on conflict do nothing",
-            )
-            .bind(phone.to_owned())
-            .bind(cliente_id)
-            .bind(reason.to_owned())
-            .bind(evidence.map(str::to_owned))
-            .bind(created_by.to_owned())
-            .bind(crate::clock::now_rfc3339())
-            .execute(self.pool()),
-        )
-        .await?;
-        bounded(
-            step,
-            sqlx::query(
-                "update campaign_recipient set state = 'skipped', error_code = 'OPTED_OUT' \
-                 where phone = $1 and state = 'pending' \
-                 and ($2 = 0 or campaign_id in (select campaign_id from campaign where cliente_id = $2))",
-            )
-            .bind(phone.to_owned())
-            .bind(cliente_id.unwrap_or(0))
-            .execute(self.pool()),
-        )
-        .await?;
-        Ok(done.rows_affected() > 0)
+        let mut tx = bounded(step, self.pool().begin()).await?;
+        let added =
+            add_opt_out_on(&mut tx, &NewOptOut { phone, cliente_id, reason, evidence, created_by }).await?;
+        bounded(step, tx.commit()).await?;
+        Ok(added)
     }
 
     pub async fn remove_opt_out(&self, phone: &str, cliente_id: Option<i64>) -> Result<bool, DbError> {

@@ -9,6 +9,8 @@ use sqlx::Row;
 use super::store::{COLUMNS, Campaign, campaign_from_row};
 use super::{CampaignState, PauseReason};
 use crate::db::{Backend, DbError, Store, bounded};
+use crate::inbound::OutgoingMessage;
+use crate::inbound::outgoing::record_outgoing_on;
 
 /// A recipient this hub now holds the lease of.
 #[derive(Clone, Debug)]
@@ -108,16 +110,17 @@ impl Store {
     }
 
     /// The send went out: `false` when this hub no longer held the lease. The row keeps the
-    /// lease's owner: which hub sent it.
+    /// lease's owner: which hub sent it. The message is recorded (`message`, for replies and acks)
+    /// in the same transaction.
     pub async fn mark_sent(
         &self,
         claimed: &Claimed,
         owner: &str,
-        message_id: &str,
-        instance: &str,
+        sent: &OutgoingMessage<'_>,
         at_ms: i64,
     ) -> Result<bool, DbError> {
         let step = "record a campaign send";
+        let mut tx = bounded(step, self.pool().begin()).await?;
         let done = bounded(
             step,
             sqlx::query(
@@ -125,16 +128,21 @@ impl Store {
                  sent_at = $3, sent_at_ms = $4, error_code = null, error_detail = null \
                  where recipient_id = $5 and lease_owner = $6 and state = 'sending'",
             )
-            .bind(message_id.to_owned())
-            .bind(instance.to_owned())
+            .bind(sent.whatsapp_id.to_owned())
+            .bind(sent.instance.to_owned())
             .bind(crate::clock::now_rfc3339())
             .bind(at_ms)
             .bind(claimed.recipient_id)
             .bind(owner.to_owned())
-            .execute(self.pool()),
+            .execute(&mut *tx),
         )
         .await?;
-        Ok(done.rows_affected() > 0)
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        record_outgoing_on(&mut tx, sent).await?;
+        bounded(step, tx.commit()).await?;
+        Ok(true)
     }
 
     /// The send failed: `retry_at_ms` puts it back in the queue for then, `None` fails it for good.

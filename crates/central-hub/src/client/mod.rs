@@ -123,10 +123,13 @@ impl SessionManagerClient {
         Ok((answer, replayed))
     }
 
-    /// Opens `GET /events`; the caller reads the SSE body.
-    pub async fn open_events(&self) -> Result<reqwest::Response, ClientError> {
+    /// Opens `GET /events` with `Last-Event-ID: <last_event_id>` (the manager replays its journaled
+    /// inbound events after it); the caller reads the SSE body.
+    pub async fn open_events(&self, last_event_id: u64) -> Result<reqwest::Response, ClientError> {
         let endpoint = "GET /events";
-        let request = self.decorate(self.stream_http.get(format!("{}/events", self.base_url)));
+        let request = self
+            .decorate(self.stream_http.get(format!("{}/events", self.base_url)))
+            .header("last-event-id", last_event_id);
         let response = match tokio::time::timeout(self.read_timeout, request.send()).await {
             Ok(result) => result.map_err(|e| self.transport_error(&e, endpoint))?,
             Err(_) => return Err(self.timeout(endpoint, "answer", self.read_timeout)),

@@ -214,18 +214,20 @@ fn make_private_file(_path: &Path) -> std::io::Result<()> {
 }
 
 fn migrator(backend: Backend) -> Migrator {
-    let (first, second, third, fourth) = match backend {
+    let (first, second, third, fourth, fifth) = match backend {
         Backend::Sqlite => (
             include_str!("../../migrations/sqlite/0001_users_and_audit.sql"),
             include_str!("../../migrations/sqlite/0002_credential_version.sql"),
             include_str!("../../migrations/sqlite/0003_campaigns.sql"),
             include_str!("../../migrations/sqlite/0004_hub_events.sql"),
+            include_str!("../../migrations/sqlite/0005_messages.sql"),
         ),
         Backend::Postgres => (
             include_str!("../../migrations/postgres/0001_users_and_audit.sql"),
             include_str!("../../migrations/postgres/0002_credential_version.sql"),
             include_str!("../../migrations/postgres/0003_campaigns.sql"),
             include_str!("../../migrations/postgres/0004_hub_events.sql"),
+            include_str!("../../migrations/postgres/0005_messages.sql"),
         ),
     };
     Migrator::with_migrations(vec![
@@ -233,6 +235,7 @@ fn migrator(backend: Backend) -> Migrator {
         Migration::new(2, "credential version".into(), MigrationType::Simple, second.into_sql_str(), false),
         Migration::new(3, "campaigns".into(), MigrationType::Simple, third.into_sql_str(), false),
         Migration::new(4, "hub events".into(), MigrationType::Simple, fourth.into_sql_str(), false),
+        Migration::new(5, "messages".into(), MigrationType::Simple, fifth.into_sql_str(), false),
     ])
 }
 

@@ -30,6 +30,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(admin_page::router())
         .merge(whatsapp::router())
         .merge(crate::campaigns::routes::router())
+        .merge(crate::inbound::routes::router())
         .merge(docs::router())
 }
 

@@ -9,8 +9,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 use shared_contracts::{
-    ClienteId, ErrorBody, IDEMPOTENCY_KEY_HEADER, IdempotencyKey, MessageText, PhoneNumber, QrInfo, Role,
-    SendRequest, SendResponse, StatusBody,
+    ADMIN_SESSION, ClienteId, ErrorBody, IDEMPOTENCY_KEY_HEADER, IdempotencyKey, MessageText, PhoneNumber, QrInfo,
+    Role, SendRequest, SendResponse, StatusBody,
 };
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -19,6 +19,7 @@ use utoipa_axum::routes;
 use crate::auth::AuthUser;
 use crate::client::IDEMPOTENT_REPLAYED_HEADER;
 use crate::error::{ApiError, AppJson};
+use crate::inbound::OutgoingMessage;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -138,6 +139,24 @@ async fn send(
     }
     let request = SendRequest { cliente_id: Some(id), to: body.to, message: body.message };
     let (answer, replayed) = state.manager.send_message(&request, idempotency_key.as_ref()).await?;
+    let sent = OutgoingMessage {
+        instance: ADMIN_SESSION,
+        whatsapp_id: &answer.data.message_id,
+        phone: request.to.as_str(),
+        cliente_id: i64::try_from(id.get()).unwrap_or(i64::MAX),
+        campaign_id: None,
+        text: request.message.as_str(),
+        timestamp_ms: answer.data.timestamp,
+    };
+    if let Err(e) = state.store.record_outgoing(&sent).await {
+        // The message went out: answering an error would make the caller send it again. Its
+        // replies are then not attributed to this client (admins still see them).
+        tracing::error!(
+            error.message = %e,
+            whatsapp_id = %answer.data.message_id,
+            "sent, but could not record the message: replies to it will not be attributed"
+        );
+    }
     let mut response = Json(answer).into_response();
     if let Some(value) = replayed {
         // The manager answered from its idempotency journal: say so, as it did.

@@ -13,7 +13,7 @@ use crate::helpers::{TestApp, spawn_app_with, status_and_json};
 use manager_double::{ManagerDouble, Mode};
 
 /// The test setting: no delay, no caps, quick retries.
-fn zero_pace(args: &mut ServeArgs) {
+pub(crate) fn zero_pace(args: &mut ServeArgs) {
     args.campaign_min_delay_ms = 0;
     args.campaign_max_delay_ms = 0;
     args.campaign_max_per_hour = 0;
@@ -22,7 +22,7 @@ fn zero_pace(args: &mut ServeArgs) {
 }
 
 /// A hub in zero pace in front of a READY double.
-async fn ready_hub(tweak: impl FnOnce(&mut ServeArgs)) -> (ManagerDouble, TestApp, String) {
+pub(crate) async fn ready_hub(tweak: impl FnOnce(&mut ServeArgs)) -> (ManagerDouble, TestApp, String) {
     let double = ManagerDouble::spawn(Mode::Normal).await;
     double.set_state(SessionState::Ready);
     let app = spawn_app_with(&double.url, |args| {
@@ -43,7 +43,7 @@ fn csv_of(n: usize) -> String {
     csv
 }
 
-fn campaign_body(cliente_id: u64, csv: String) -> Value {
+pub(crate) fn campaign_body(cliente_id: u64, csv: String) -> Value {
     json!({
         "name": "Promo",
         "cliente_id": cliente_id,
@@ -54,12 +54,18 @@ fn campaign_body(cliente_id: u64, csv: String) -> Value {
     })
 }
 
-async fn create(app: &TestApp, token: &str, body: Value) -> (u16, Value) {
+pub(crate) async fn create(app: &TestApp, token: &str, body: Value) -> (u16, Value) {
     status_and_json(app.post("/api/campaigns", Some(token), body).await).await
 }
 
 /// Polls the campaign until `done` holds (30 s at most).
-async fn wait_for(app: &TestApp, token: &str, id: i64, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn wait_for(
+    app: &TestApp,
+    token: &str,
+    id: i64,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (status, body) =

@@ -9,6 +9,8 @@ mod binary;
 mod campaigns;
 mod fuzz_findings;
 mod helpers;
+mod inbound;
+mod inbound_effects;
 mod openapi;
 mod routing;
 mod security;
