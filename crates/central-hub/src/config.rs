@@ -8,6 +8,10 @@ use clap::Args;
 
 use crate::campaigns::pacer::{Pace, SendWindow};
 
+pub mod webhooks;
+
+pub use webhooks::{WebhookArgs, WebhookSettings};
+
 /// The shortest JWT secret the hub accepts, in bytes (HS256 wants at least the hash size).
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
@@ -102,6 +106,8 @@ pub struct ServeArgs {
     /// The IANA time zone of a campaign's send window when the campaign names none.
     #[arg(long, env = "CAMPAIGN_DEFAULT_TIME_ZONE", default_value = "America/Argentina/Buenos_Aires")]
     pub campaign_default_time_zone: String,
+    #[command(flatten)]
+    pub webhooks: WebhookArgs,
 }
 
 /// The validated configuration the hub runs with.
@@ -127,6 +133,7 @@ pub struct Config {
     pub trust_proxy_headers: bool,
     pub hub_send_rate_per_minute: u32,
     pub campaign: DispatchSettings,
+    pub webhooks: WebhookSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -161,12 +168,15 @@ pub enum ConfigError {
     Zero { name: &'static str },
     #[error("{0}")]
     Campaign(String),
+    #[error("{0}")]
+    Webhook(String),
 }
 
 impl Config {
     /// Validates the flags; every refusal says which variable to fix and how.
     pub fn from_args(args: ServeArgs) -> Result<Self, ConfigError> {
         let campaign = campaign_settings(&args)?;
+        let webhooks = WebhookSettings::from_args(&args.webhooks)?;
         let jwt_secret = match args.jwt_secret {
             None => return Err(ConfigError::MissingJwtSecret),
             Some(s) if s.is_empty() => return Err(ConfigError::MissingJwtSecret),
@@ -198,6 +208,7 @@ impl Config {
         }
         Ok(Self {
             campaign,
+            webhooks,
             host: args.host,
             port: args.port,
             session_manager_url,
@@ -304,6 +315,7 @@ impl fmt::Debug for Config {
             .field("trust_proxy_headers", &self.trust_proxy_headers)
             .field("hub_send_rate_per_minute", &self.hub_send_rate_per_minute)
             .field("campaign", &self.campaign)
+            .field("webhooks", &self.webhooks)
             .finish()
     }
 }

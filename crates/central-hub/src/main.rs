@@ -10,7 +10,7 @@ async fn main() -> ExitCode {
     central_hub::telemetry::init();
     let result = match cli.command {
         Some(Command::Users(args)) => central_hub::users_cli::run(args).await.map_err(|e| e.to_string()),
-        Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::Serve(args)) => serve(*args).await,
         None => serve(cli.serve).await,
     };
     match result {

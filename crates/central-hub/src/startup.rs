@@ -25,6 +25,7 @@ use crate::error::BODY_LIMIT_BYTES;
 use crate::feed::StatusFeed;
 use crate::metrics::Metrics;
 use crate::state::{AppState, LoginLimits, SharedState};
+use crate::webhooks::WebhookRuntime;
 
 /// Email of the admin created when no user exists and `ADMIN_EMAIL` is unset.
 pub const GENERATED_ADMIN_EMAIL: &str = "admin@localhost";
@@ -58,6 +59,7 @@ pub struct Application {
     state: AppState,
     feed_task: JoinHandle<()>,
     dispatcher_task: JoinHandle<()>,
+    webhook_tasks: Vec<JoinHandle<()>>,
     generated_admin: Option<GeneratedAdmin>,
 }
 
@@ -82,6 +84,8 @@ impl Application {
             campaigns.clone(),
             shutdown.clone(),
         );
+        let webhooks = WebhookRuntime::new(config.webhooks.clone());
+        let webhook_tasks = webhooks.spawn(&store, &feed, &campaigns.events, &shutdown)?;
 
         let addr = format!("{}:{}", config.host, config.port);
         let listener = TcpListener::bind(&addr)
@@ -100,8 +104,17 @@ impl Application {
             metrics,
             shutdown,
             campaigns,
+            webhooks,
         });
-        Ok(Self { listener, router: app(state.clone()), state, feed_task, dispatcher_task, generated_admin })
+        Ok(Self {
+            listener,
+            router: app(state.clone()),
+            state,
+            feed_task,
+            dispatcher_task,
+            webhook_tasks,
+            generated_admin,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -133,6 +146,9 @@ impl Application {
         self.state.shutdown.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.feed_task).await;
         let _ = tokio::time::timeout(Duration::from_secs(5), self.dispatcher_task).await;
+        for task in self.webhook_tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
         self.state.store.close().await;
         Ok(())
     }

@@ -16,6 +16,7 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, SqlSafeStr};
 
 pub use audit::{AuditEntry, AuditRecord};
+pub(crate) use hub_events::hub_event_from_row;
 pub use hub_events::{HubEvent, HubEventKind, NewHubEvent, record_hub_event};
 pub use users::{NewUser, User};
 
@@ -214,18 +215,20 @@ fn make_private_file(_path: &Path) -> std::io::Result<()> {
 }
 
 fn migrator(backend: Backend) -> Migrator {
-    let (first, second, third, fourth) = match backend {
+    let (first, second, third, fourth, sixth) = match backend {
         Backend::Sqlite => (
             include_str!("../../migrations/sqlite/0001_users_and_audit.sql"),
             include_str!("../../migrations/sqlite/0002_credential_version.sql"),
             include_str!("../../migrations/sqlite/0003_campaigns.sql"),
             include_str!("../../migrations/sqlite/0004_hub_events.sql"),
+            include_str!("../../migrations/sqlite/0006_webhooks.sql"),
         ),
         Backend::Postgres => (
             include_str!("../../migrations/postgres/0001_users_and_audit.sql"),
             include_str!("../../migrations/postgres/0002_credential_version.sql"),
             include_str!("../../migrations/postgres/0003_campaigns.sql"),
             include_str!("../../migrations/postgres/0004_hub_events.sql"),
+            include_str!("../../migrations/postgres/0006_webhooks.sql"),
         ),
     };
     Migrator::with_migrations(vec![
@@ -233,6 +236,7 @@ fn migrator(backend: Backend) -> Migrator {
         Migration::new(2, "credential version".into(), MigrationType::Simple, second.into_sql_str(), false),
         Migration::new(3, "campaigns".into(), MigrationType::Simple, third.into_sql_str(), false),
         Migration::new(4, "hub events".into(), MigrationType::Simple, fourth.into_sql_str(), false),
+        Migration::new(6, "webhooks".into(), MigrationType::Simple, sixth.into_sql_str(), false),
     ])
 }
 

@@ -109,5 +109,8 @@ async fn check_manager(state: &AppState) -> ManagerCheck {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        state.metrics.render() + &state.webhooks.metrics.render(),
+    )
 }

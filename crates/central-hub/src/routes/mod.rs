@@ -23,6 +23,7 @@ pub fn router() -> Router<AppState> {
         .merge(admin_page::router())
         .merge(whatsapp::router())
         .merge(crate::campaigns::routes::router())
+        .merge(crate::webhooks::routes::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }

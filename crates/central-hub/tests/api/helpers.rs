@@ -60,6 +60,7 @@ pub fn serve_args(manager_url: &str, database_url: &str) -> ServeArgs {
         campaign_lease_seconds: 90,
         campaign_retry_base_ms: 2_000,
         campaign_default_time_zone: "America/Argentina/Buenos_Aires".into(),
+        webhooks: central_hub::config::WebhookArgs::default(),
     }
 }
 
