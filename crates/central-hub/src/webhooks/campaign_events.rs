@@ -5,6 +5,9 @@
 //! with the id `campaign.completed:<id>`. Ids of progress events name the state and counts, so
 //! the same progress is never recorded twice.
 //!
+//! A campaign is read when its change is announced (batched over 300 ms): a state held for less
+//! than that (a tiny campaign started and completed at once) may be told only by the next one.
+//!
 //! At start the running and paused campaigns are reported (a change of the previous run that was
 //! not recorded yet is recorded then). A hub that dies between completing a campaign and recording
 //! it loses that `campaign.completed` (the campaign is completed, no longer followed).

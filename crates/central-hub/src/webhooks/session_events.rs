@@ -1,4 +1,6 @@
-//! `session.status` events: one per change of the session's state, from the hub's status feed.
+//! `session.status` events: one per change of the session's state, from the hub's status feed
+//! (a state entered again, with a new `since`, is a change too: the feed may have coalesced the
+//! states in between).
 //! The event id is `session.status:<state>:<since>` (`since`: when the manager entered the
 //! state), so the same change seen twice (the feed re-subscribes, the hub restarts) is recorded
 //! once. For admins only (`cliente_id` null): the session is the company's.
@@ -18,11 +20,15 @@ pub async fn run(
     mut feed: watch::Receiver<FeedSnapshot>,
     cancel: CancellationToken,
 ) {
-    let mut last: Option<SessionState> = None;
+    // The state and `since` last recorded.
+    let mut last: Option<(SessionState, String)> = None;
     loop {
         let event = {
             let snapshot = feed.borrow_and_update();
-            snapshot.status.as_ref().filter(|s| last != Some(s.body.state)).map(|status| {
+            let changed = |s: &&std::sync::Arc<crate::feed::CachedStatus>| {
+                last.as_ref().is_none_or(|(state, since)| *state != s.body.state || *since != s.body.since)
+            };
+            snapshot.status.as_ref().filter(changed).map(|status| {
                 let body = &status.body;
                 let event = NewHubEvent {
                     event_id: format!("session.status:{}:{}", body.state.as_str(), body.since),
@@ -31,19 +37,19 @@ pub async fn run(
                     instance: body.session.clone(),
                     data: json!({
                         "state": body.state.as_str(),
-                        "previous_state": last.map(SessionState::as_str),
+                        "previous_state": last.as_ref().map(|(state, _)| state.as_str()),
                         "connected": body.connected,
                         "phone_number": body.phone_number,
                         "since": body.since,
                     }),
                 };
-                (body.state, event)
+                ((body.state, body.since.clone()), event)
             })
         };
-        if let Some((state, event)) = event {
+        if let Some((seen, event)) = event {
             match store.record_hub_event(&event).await {
                 Ok(recorded) => {
-                    last = Some(state);
+                    last = Some(seen);
                     if recorded {
                         runtime.event_recorded();
                     }

@@ -12,7 +12,7 @@ use crate::helpers::{JWT_SECRET, dead_url, http_client, status_and_json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_central-hub");
 
-fn hub_command(database_url: &str, manager_url: &str) -> Command {
+pub(crate) fn hub_command(database_url: &str, manager_url: &str) -> Command {
     hub_command_of(BIN, database_url, manager_url)
 }
 
@@ -31,14 +31,14 @@ fn hub_command_of(bin: &str, database_url: &str, manager_url: &str) -> Command {
 }
 
 /// A running hub whose stdout lines arrive on a channel; killed on drop.
-struct Running {
-    child: Child,
+pub(crate) struct Running {
+    pub(crate) child: Child,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
 }
 
 impl Running {
-    fn start(mut command: Command) -> Self {
+    pub(crate) fn start(mut command: Command) -> Self {
         let mut child =
             command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn central-hub");
         let stdout = child.stdout.take().expect("stdout");
@@ -54,7 +54,7 @@ impl Running {
     }
 
     /// Reads stdout until the listening line; returns the URL.
-    fn wait_listening(&mut self) -> String {
+    pub(crate) fn wait_listening(&mut self) -> String {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
