@@ -419,3 +419,36 @@ async fn session_status_and_campaign_events_are_recorded_and_delivered() {
     assert!(progress.iter().any(|p| p["data"]["state"] == "completed"), "the end is told: {progress:?}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn two_hubs_on_one_postgres_deliver_every_event_exactly_once() {
+    crate::store::with_postgres_schema(|url| async move {
+        let double = ManagerDouble::spawn(Mode::Normal).await;
+        double.set_state(SessionState::Ready);
+        let on_postgres = |args: &mut ServeArgs| {
+            quick_retries(args);
+            args.database_url = url.clone();
+        };
+        let first = spawn_app_with(&double.url, on_postgres).await;
+        let second = spawn_app_with(&double.url, on_postgres).await;
+        let token = first.admin_token().await;
+        let receiver = Receiver::start().await;
+        let (_, secret) = create_webhook(&first, &token, &receiver.url, &["message.received"]).await;
+        let ids: BTreeSet<String> = (0..200).map(|i| format!("message.received:PG{i:03}")).collect();
+        for (i, id) in ids.iter().enumerate() {
+            let hub = if i % 2 == 0 { &first } else { &second };
+            record(hub, id, HubEventKind::MessageReceived, None).await;
+        }
+        receiver
+            .wait("the 200 events", Duration::from_secs(30), |_| accepted_ids(&receiver).len() == ids.len())
+            .await;
+        let accepted = accepted_ids(&receiver);
+        assert_eq!(accepted.keys().cloned().collect::<BTreeSet<_>>(), ids);
+        let twice: Vec<_> = accepted.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(twice.is_empty(), "the two hubs' workers never claim one delivery together: {twice:?}");
+        assert!(receiver.accepted().iter().all(|r| r.signature_is_valid(&secret)));
+        first.stop().await;
+        second.stop().await;
+    })
+    .await;
+}
