@@ -635,3 +635,93 @@ async fn campaign_scenario(stack: &mut Stack, browser: &TestBrowser) {
     let violations = eval(&page, "window.__cspViolations").await.expect("the CSP record");
     assert_eq!(violations, Value::Array(vec![]), "the page works under the hub's CSP");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_admin_manages_webhooks_from_the_page() {
+    let options = StackOptions {
+        // Deliveries to a receiver that is down die within a second.
+        hub_env: vec![
+            ("WEBHOOK_MAX_AGE_SECONDS", "1".into()),
+            ("WEBHOOK_RETRY_BASE_MS", "100".into()),
+            ("WEBHOOK_RETRY_MAX_MS", "300".into()),
+        ],
+        ..StackOptions::default()
+    };
+    in_page(options, webhooks_scenario).await;
+}
+
+async fn webhooks_scenario(stack: &mut Stack, browser: &TestBrowser) {
+    let hub = stack.hub.url().to_owned();
+    let page = open_page(browser, &hub).await;
+    log_in_as_admin(&page).await;
+    let token = text(&page, "sessionStorage.getItem('central-hub.token') || ''").await;
+    assert!(shown(&page, "webhook-empty").await, "no webhooks yet, and the page says so");
+
+    // A receiver that is down: a port just bound and released.
+    let down = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        format!("http://{}/hooks", listener.local_addr().expect("its address"))
+    };
+    type_into(&page, "#webhook-url", &down).await;
+    eval(&page, "document.getElementById('webhook-event-session.status').click()")
+        .await
+        .expect("the checkbox");
+    click(&page, "#webhook-submit").await;
+    let secret = wait_until("the secret, shown once", Duration::from_secs(15), || async {
+        shown_text(&page, "webhook-secret-value").await.filter(|s| s.starts_with("whsec_"))
+    })
+    .await;
+    wait_until("the webhook in the list", Duration::from_secs(10), || async {
+        let listed = text(&page, "document.querySelector('#webhook-list li')?.textContent || ''").await;
+        (listed.contains(&down) && listed.contains("session.status")).then_some(())
+    })
+    .await;
+    let (status, list) = e2e::get_with_token(&hub, "/api/webhooks", &token).await.expect("the list");
+    assert_eq!(status, 200, "{list}");
+    assert!(!list.to_string().contains(&secret), "the secret is never shown again: {list}");
+    click(&page, "#webhook-secret-hide").await;
+    assert!(!shown(&page, "webhook-secret").await, "the secret is gone from the page once stored");
+
+    // Connecting changes the session's state: session.status events, which the receiver that is
+    // down never takes: dead within a second, each with its Replay button.
+    click(&page, "#connect").await;
+    wait_until("a dead delivery with its Replay button", Duration::from_secs(30), || async {
+        let n = eval(
+            &page,
+            "document.querySelectorAll('#webhook-delivery-rows tr[data-state=dead] button').length",
+        )
+        .await
+        .ok()?;
+        (n.as_u64() >= Some(1)).then_some(())
+    })
+    .await;
+    let row =
+        text(&page, "document.querySelector('#webhook-delivery-rows tr[data-state=dead]').textContent").await;
+    assert!(row.contains("session.status") && row.contains("Abandonada"), "the dead delivery: {row}");
+    screenshot(&page, "webhooks").await;
+    // The rows are redrawn at each poll: clicked in the page, where finding and clicking are one step.
+    eval(&page, "document.querySelector('#webhook-delivery-rows tr[data-state=dead] button').click()")
+        .await
+        .expect("clicking Replay");
+    let notice = wait_until("the replay's notice", Duration::from_secs(10), || async {
+        shown_text(&page, "notice").await.filter(|n| n.contains("en cola de nuevo"))
+    })
+    .await;
+    assert!(notice.contains("session.status:"), "the notice names the event: {notice}");
+
+    // Delete (confirmed): the list is empty again.
+    // Clicked once the replay's request is over (the buttons are disabled while it runs), with the
+    // confirmation answered yes.
+    wait_until("the delete button, enabled, clicked", Duration::from_secs(10), || async {
+        let js = "(() => { const b = document.querySelector('#webhook-list li .button-danger'); \
+                  if (!b || b.disabled) return false; window.confirm = () => true; b.click(); return true; })()";
+        (eval(&page, js).await.ok()? == Value::Bool(true)).then_some(())
+    })
+    .await;
+    wait_until("the empty list after the delete", Duration::from_secs(10), || async {
+        shown(&page, "webhook-empty").await.then_some(())
+    })
+    .await;
+    let (_, list) = e2e::get_with_token(&hub, "/api/webhooks", &token).await.expect("the list");
+    assert_eq!(list["webhooks"], serde_json::json!([]), "{list}");
+}

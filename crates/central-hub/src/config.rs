@@ -9,6 +9,10 @@ use clap::Args;
 use crate::campaigns::pacer::{Pace, SendWindow};
 use crate::inbound::OptOutKeywords;
 
+pub mod webhooks;
+
+pub use webhooks::{WebhookArgs, WebhookSettings};
+
 /// The shortest JWT secret the hub accepts, in bytes (HS256 wants at least the hash size).
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
@@ -108,6 +112,8 @@ pub struct ServeArgs {
     /// every client when none wrote to it.
     #[arg(long, env = "OPT_OUT_KEYWORDS", default_value = crate::inbound::DEFAULT_OPT_OUT_KEYWORDS)]
     pub opt_out_keywords: String,
+    #[command(flatten)]
+    pub webhooks: WebhookArgs,
 }
 
 /// The validated configuration the hub runs with.
@@ -134,6 +140,7 @@ pub struct Config {
     pub hub_send_rate_per_minute: u32,
     pub campaign: DispatchSettings,
     pub opt_out_keywords: OptOutKeywords,
+    pub webhooks: WebhookSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -161,15 +168,21 @@ pub enum ConfigError {
     )]
     ShortManagerToken(usize),
     #[error("SESSION_MANAGER_URL {url:?} is not a valid http(s) URL: {reason}")]
-    BadManagerUrl { url: String, reason: String },
+    BadManagerUrl {
+        url: String,
+        reason: String,
+    },
     #[error("ADMIN_EMAIL and ADMIN_PASSWORD must be set together (only {0} is set)")]
     HalfAdmin(&'static str),
     #[error("{name} must be greater than 0")]
-    Zero { name: &'static str },
+    Zero {
+        name: &'static str,
+    },
     #[error("{0}")]
     Campaign(String),
     #[error("{0}")]
     OptOutKeywords(String),
+    Webhook(String),
 }
 
 impl Config {
@@ -178,6 +191,7 @@ impl Config {
         let campaign = campaign_settings(&args)?;
         let opt_out_keywords =
             OptOutKeywords::parse(&args.opt_out_keywords).map_err(ConfigError::OptOutKeywords)?;
+        let webhooks = WebhookSettings::from_args(&args.webhooks)?;
         let jwt_secret = match args.jwt_secret {
             None => return Err(ConfigError::MissingJwtSecret),
             Some(s) if s.is_empty() => return Err(ConfigError::MissingJwtSecret),
@@ -210,6 +224,7 @@ impl Config {
         Ok(Self {
             campaign,
             opt_out_keywords,
+            webhooks,
             host: args.host,
             port: args.port,
             session_manager_url,
@@ -317,6 +332,7 @@ impl fmt::Debug for Config {
             .field("hub_send_rate_per_minute", &self.hub_send_rate_per_minute)
             .field("campaign", &self.campaign)
             .field("opt_out_keywords", &self.opt_out_keywords.as_slice())
+            .field("webhooks", &self.webhooks)
             .finish()
     }
 }

@@ -25,6 +25,7 @@ pub mod startup;
 pub mod state;
 pub mod telemetry;
 pub mod users_cli;
+pub mod webhooks;
 
 use std::io::Write;
 

@@ -27,6 +27,7 @@ use crate::feed::StatusFeed;
 use crate::inbound::InboundSink;
 use crate::metrics::Metrics;
 use crate::state::{AppState, LoginLimits, SharedState};
+use crate::webhooks::WebhookRuntime;
 
 /// Email of the admin created when no user exists and `ADMIN_EMAIL` is unset.
 pub const GENERATED_ADMIN_EMAIL: &str = "admin@localhost";
@@ -62,6 +63,7 @@ pub struct Application {
     socketio_task: JoinHandle<()>,
     inbound_task: JoinHandle<()>,
     dispatcher_task: JoinHandle<()>,
+    webhook_tasks: Vec<JoinHandle<()>>,
     generated_admin: Option<GeneratedAdmin>,
 }
 
@@ -78,11 +80,13 @@ impl Application {
             events: CampaignEvents::default(),
             nudge: Arc::new(tokio::sync::Notify::new()),
         };
+        let webhooks = WebhookRuntime::new(config.webhooks.clone());
         let (inbound, inbound_task) = InboundSink::spawn(
             store.clone(),
             config.opt_out_keywords.clone(),
             metrics.clone(),
             campaigns.events.clone(),
+            webhooks.clone(),
             shutdown.clone(),
         );
         let (feed, feed_task) =
@@ -94,6 +98,7 @@ impl Application {
             campaigns.clone(),
             shutdown.clone(),
         );
+        let webhook_tasks = webhooks.spawn(&store, &feed, &campaigns.events, &shutdown)?;
 
         let addr = format!("{}:{}", config.host, config.port);
         let listener = TcpListener::bind(&addr)
@@ -112,6 +117,7 @@ impl Application {
             metrics,
             shutdown,
             campaigns,
+            webhooks,
         });
         let (socketio_layer, _io, socketio_task) = crate::socketio::start(&state);
         let router = app(state.clone()).layer(socketio_layer);
@@ -123,6 +129,7 @@ impl Application {
             socketio_task,
             inbound_task,
             dispatcher_task,
+            webhook_tasks,
             generated_admin,
         })
     }
@@ -158,6 +165,9 @@ impl Application {
         let _ = tokio::time::timeout(Duration::from_secs(5), self.socketio_task).await;
         let _ = tokio::time::timeout(Duration::from_secs(5), self.inbound_task).await;
         let _ = tokio::time::timeout(Duration::from_secs(5), self.dispatcher_task).await;
+        for task in self.webhook_tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
         self.state.store.close().await;
         Ok(())
     }

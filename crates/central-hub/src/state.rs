@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::db::Store;
 use crate::feed::StatusFeed;
 use crate::metrics::Metrics;
+use crate::webhooks::WebhookRuntime;
 
 #[derive(Clone)]
 pub struct AppState(Arc<SharedState>);
@@ -51,6 +52,8 @@ pub struct SharedState {
     pub shutdown: CancellationToken,
     /// The campaign dispatcher's settings, change announcements and wake-up.
     pub campaigns: CampaignRuntime,
+    /// The webhook settings, counters and wake-ups (`event_recorded` after writing a `hub_event`).
+    pub webhooks: WebhookRuntime,
 }
 
 pub struct LoginLimits {

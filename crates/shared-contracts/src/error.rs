@@ -73,6 +73,11 @@ pub enum ErrorCode {
     CampaignInvalid,
     /// hub: the campaign's state does not allow the action (start a completed one...).
     CampaignStateConflict,
+    /// hub: a client's webhook URL is, or resolves to, a loopback/private/link-local address
+    /// (allowed only with `WEBHOOK_ALLOW_PRIVATE=true`).
+    WebhookUrlNotAllowed,
+    /// hub: a replay of a webhook delivery that is already pending.
+    WebhookDeliveryPending,
     /// A bug: logged with its cause, reported with the request id.
     InternalError,
     /// A code this build does not know (sent by a newer peer).
@@ -84,7 +89,7 @@ impl ErrorCode {
     /// The HTTP status that goes with this code.
     pub fn http_status(self) -> u16 {
         match self {
-            ErrorCode::ValidationError | ErrorCode::CampaignInvalid => 400,
+            ErrorCode::ValidationError | ErrorCode::CampaignInvalid | ErrorCode::WebhookUrlNotAllowed => 400,
             ErrorCode::Unauthorized => 401,
             ErrorCode::Forbidden => 403,
             ErrorCode::NotFound | ErrorCode::NoQr => 404,
@@ -95,7 +100,8 @@ impl ErrorCode {
             | ErrorCode::Conflict
             | ErrorCode::ProfileLocked
             | ErrorCode::PairingUnavailable
-            | ErrorCode::CampaignStateConflict => 409,
+            | ErrorCode::CampaignStateConflict
+            | ErrorCode::WebhookDeliveryPending => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::HostNotAllowed => 421,
             ErrorCode::NumberNotOnWhatsapp | ErrorCode::IdempotencyKeyReused => 422,
@@ -147,6 +153,8 @@ impl ErrorCode {
             ErrorCode::DatabaseError => "DATABASE_ERROR",
             ErrorCode::CampaignInvalid => "CAMPAIGN_INVALID",
             ErrorCode::CampaignStateConflict => "CAMPAIGN_STATE_CONFLICT",
+            ErrorCode::WebhookUrlNotAllowed => "WEBHOOK_URL_NOT_ALLOWED",
+            ErrorCode::WebhookDeliveryPending => "WEBHOOK_DELIVERY_PENDING",
             ErrorCode::InternalError => "INTERNAL_ERROR",
             ErrorCode::Unknown => "UNKNOWN",
         }
@@ -209,6 +217,8 @@ mod tests {
             ("VALIDATION_ERROR", 400),
             ("CAMPAIGN_INVALID", 400),
             ("CAMPAIGN_STATE_CONFLICT", 409),
+            ("WEBHOOK_URL_NOT_ALLOWED", 400),
+            ("WEBHOOK_DELIVERY_PENDING", 409),
             ("UNAUTHORIZED", 401),
             ("FORBIDDEN", 403),
             ("NO_QR", 404),

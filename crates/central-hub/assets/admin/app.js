@@ -18,11 +18,12 @@ import * as pairing from "./section-pairing.js";
 import * as qr from "./section-qr.js";
 import * as send from "./section-send.js";
 import * as status from "./section-status.js";
+import * as webhooks from "./section-webhooks.js";
 import * as session from "./session.js";
 import { $, LANG_KEY, app, onRender, render, t } from "./state.js";
 
 /** The dashboard's sections, top to bottom. */
-const SECTIONS = [status, qr, actions, pairing, send, inbox, campaigns];
+const SECTIONS = [status, qr, actions, pairing, send, inbox, campaigns, webhooks];
 
 /** Everything that draws, in drawing order: the sections, then the page's frame. */
 const PARTS = [...SECTIONS, banners, live, session];

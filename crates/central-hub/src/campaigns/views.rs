@@ -11,7 +11,7 @@ use super::{CampaignState, RECIPIENT_STATES, now_ms};
 use crate::db::{DbError, Store};
 
 /// Recipients per state, every state present.
-fn full_counts(counts: Option<&BTreeMap<String, i64>>) -> BTreeMap<&'static str, i64> {
+pub fn full_counts(counts: Option<&BTreeMap<String, i64>>) -> BTreeMap<&'static str, i64> {
     RECIPIENT_STATES
         .iter()
         .map(|state| (*state, counts.and_then(|c| c.get(*state)).copied().unwrap_or(0)))

@@ -147,34 +147,34 @@ impl Store {
             .fetch_all(&self.pool),
         )
         .await?;
-        rows.iter()
-            .map(|row| {
-                let get = |source| DbError::Query { step, source };
-                let kind: String = row.try_get("kind").map_err(get)?;
-                let kind = HubEventKind::parse(&kind).ok_or_else(|| DbError::Corrupt {
-                    step,
-                    reason: format!("unknown event kind {kind:?}"),
-                })?;
-                let cliente_id: Option<i64> = row.try_get("cliente_id").map_err(get)?;
-                let cliente_id = cliente_id
-                    .map(ClienteId::try_from)
-                    .transpose()
-                    .map_err(|reason| DbError::Corrupt { step, reason })?;
-                let payload: String = row.try_get("payload").map_err(get)?;
-                let data = serde_json::from_str(&payload)
-                    .map_err(|error| DbError::Corrupt { step, reason: format!("event payload: {error}") })?;
-                Ok(HubEvent {
-                    seq: row.try_get("hub_event_id").map_err(get)?,
-                    event_id: row.try_get("event_id").map_err(get)?,
-                    kind,
-                    cliente_id,
-                    instance: row.try_get("instance").map_err(get)?,
-                    data,
-                    created_at: row.try_get("created_at").map_err(get)?,
-                })
-            })
-            .collect()
+        rows.iter().map(|row| hub_event_from_row(row, step)).collect()
     }
+}
+
+/// A `hub_event` row (columns `hub_event_id, event_id, kind, cliente_id, instance, payload,
+/// created_at`) as a [`HubEvent`].
+pub(crate) fn hub_event_from_row(row: &sqlx::any::AnyRow, step: &'static str) -> Result<HubEvent, DbError> {
+    let get = |source| DbError::Query { step, source };
+    let kind: String = row.try_get("kind").map_err(get)?;
+    let kind = HubEventKind::parse(&kind)
+        .ok_or_else(|| DbError::Corrupt { step, reason: format!("unknown event kind {kind:?}") })?;
+    let cliente_id: Option<i64> = row.try_get("cliente_id").map_err(get)?;
+    let cliente_id = cliente_id
+        .map(ClienteId::try_from)
+        .transpose()
+        .map_err(|reason| DbError::Corrupt { step, reason })?;
+    let payload: String = row.try_get("payload").map_err(get)?;
+    let data = serde_json::from_str(&payload)
+        .map_err(|error| DbError::Corrupt { step, reason: format!("event payload: {error}") })?;
+    Ok(HubEvent {
+        seq: row.try_get("hub_event_id").map_err(get)?,
+        event_id: row.try_get("event_id").map_err(get)?,
+        kind,
+        cliente_id,
+        instance: row.try_get("instance").map_err(get)?,
+        data,
+        created_at: row.try_get("created_at").map_err(get)?,
+    })
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, SqlSafeStr};
 
 pub use audit::{AuditEntry, AuditRecord};
+pub(crate) use hub_events::hub_event_from_row;
 pub use hub_events::{HubEvent, HubEventKind, NewHubEvent, record_hub_event};
 pub use users::{NewUser, User};
 
@@ -214,13 +215,14 @@ fn make_private_file(_path: &Path) -> std::io::Result<()> {
 }
 
 fn migrator(backend: Backend) -> Migrator {
-    let (first, second, third, fourth, fifth) = match backend {
+    let (first, second, third, fourth, fifth, sixth) = match backend {
         Backend::Sqlite => (
             include_str!("../../migrations/sqlite/0001_users_and_audit.sql"),
             include_str!("../../migrations/sqlite/0002_credential_version.sql"),
             include_str!("../../migrations/sqlite/0003_campaigns.sql"),
             include_str!("../../migrations/sqlite/0004_hub_events.sql"),
             include_str!("../../migrations/sqlite/0005_messages.sql"),
+            include_str!("../../migrations/sqlite/0006_webhooks.sql"),
         ),
         Backend::Postgres => (
             include_str!("../../migrations/postgres/0001_users_and_audit.sql"),
@@ -228,6 +230,7 @@ fn migrator(backend: Backend) -> Migrator {
             include_str!("../../migrations/postgres/0003_campaigns.sql"),
             include_str!("../../migrations/postgres/0004_hub_events.sql"),
             include_str!("../../migrations/postgres/0005_messages.sql"),
+            include_str!("../../migrations/postgres/0006_webhooks.sql"),
         ),
     };
     Migrator::with_migrations(vec![
@@ -236,6 +239,7 @@ fn migrator(backend: Backend) -> Migrator {
         Migration::new(3, "campaigns".into(), MigrationType::Simple, third.into_sql_str(), false),
         Migration::new(4, "hub events".into(), MigrationType::Simple, fourth.into_sql_str(), false),
         Migration::new(5, "messages".into(), MigrationType::Simple, fifth.into_sql_str(), false),
+        Migration::new(6, "webhooks".into(), MigrationType::Simple, sixth.into_sql_str(), false),
     ])
 }
 

@@ -22,6 +22,7 @@ use super::metrics::Outcome;
 use crate::campaigns::events::CampaignEvents;
 use crate::db::{DbError, Store};
 use crate::metrics::Metrics;
+use crate::webhooks::WebhookRuntime;
 
 /// Events read from the stream and not applied yet, at most.
 const QUEUE: usize = 256;
@@ -46,10 +47,12 @@ impl InboundSink {
         keywords: OptOutKeywords,
         metrics: Arc<Metrics>,
         campaigns: CampaignEvents,
+        webhooks: WebhookRuntime,
         cancel: CancellationToken,
     ) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let follower = Follower { store: store.clone(), keywords, metrics: metrics.clone(), campaigns };
+        let follower =
+            Follower { store: store.clone(), keywords, metrics: metrics.clone(), campaigns, webhooks };
         let task = tokio::spawn(follower.run(rx, cancel));
         (Self { tx, store, metrics, handed: Arc::default() }, task)
     }
@@ -98,6 +101,8 @@ struct Follower {
     keywords: OptOutKeywords,
     metrics: Arc<Metrics>,
     campaigns: CampaignEvents,
+    /// Woken after each stored event: its `hub_event` is fanned out to the webhooks at once.
+    webhooks: WebhookRuntime,
 }
 
 impl Follower {
@@ -126,6 +131,7 @@ impl Follower {
                     if failures > 0 {
                         tracing::info!(seq = event.seq, failures, "inbound event stored after retries");
                     }
+                    self.webhooks.event_recorded();
                     self.applied(event, applied);
                     return true;
                 }

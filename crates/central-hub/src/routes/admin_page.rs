@@ -38,7 +38,7 @@ const INDEX: Asset = asset!("index.html", "text/html; charset=utf-8");
 
 /// Everything under `/admin/assets/`: the entry module `app.js`, the modules it imports (one job
 /// each, named in their first line), the labels, the stylesheet and the icon.
-const ASSETS: [Asset; 17] = [
+const ASSETS: [Asset; 18] = [
     asset!("app.js", JAVASCRIPT),
     asset!("i18n.js", JAVASCRIPT),
     asset!("state.js", JAVASCRIPT),
@@ -54,6 +54,7 @@ const ASSETS: [Asset; 17] = [
     asset!("section-inbox.js", JAVASCRIPT),
     asset!("section-campaigns.js", JAVASCRIPT),
     asset!("campaign-form.js", JAVASCRIPT),
+    asset!("section-webhooks.js", JAVASCRIPT),
     asset!("style.css", "text/css; charset=utf-8"),
     asset!("icon.svg", "image/svg+xml"),
 ];

@@ -31,6 +31,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(whatsapp::router())
         .merge(crate::campaigns::routes::router())
         .merge(crate::inbound::routes::router())
+        .merge(crate::webhooks::routes::router())
         .merge(docs::router())
 }
 

@@ -9,8 +9,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 use shared_contracts::{
-    ADMIN_SESSION, ClienteId, ErrorBody, IDEMPOTENCY_KEY_HEADER, IdempotencyKey, MessageText, PhoneNumber, QrInfo,
-    Role, SendRequest, SendResponse, StatusBody,
+    ADMIN_SESSION, ClienteId, ErrorBody, IDEMPOTENCY_KEY_HEADER, IdempotencyKey, MessageText, PhoneNumber,
+    QrInfo, Role, SendRequest, SendResponse, StatusBody,
 };
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -148,14 +148,18 @@ async fn send(
         text: request.message.as_str(),
         timestamp_ms: answer.data.timestamp,
     };
-    if let Err(e) = state.store.record_outgoing(&sent).await {
-        // The message went out: answering an error would make the caller send it again. Its
-        // replies are then not attributed to this client (admins still see them).
-        tracing::error!(
+    match state.store.record_outgoing(&sent).await {
+        // Acks that came before the send was stored are now reported: fan them out at once.
+        Ok(_) => state.webhooks.event_recorded(),
+        Err(e) => {
+            // The message went out: answering an error would make the caller send it again. Its
+            // replies are then not attributed to this client (admins still see them).
+            tracing::error!(
             error.message = %e,
             whatsapp_id = %answer.data.message_id,
             "sent, but could not record the message: replies to it will not be attributed"
-        );
+            );
+        }
     }
     let mut response = Json(answer).into_response();
     if let Some(value) = replayed {

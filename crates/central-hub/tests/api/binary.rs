@@ -32,7 +32,7 @@ fn hub_command_of(bin: &str, database_url: &str, manager_url: &str) -> Command {
 
 /// A running hub whose stdout lines arrive on a channel; killed on drop.
 pub(crate) struct Running {
-    child: Child,
+    pub(crate) child: Child,
     lines: mpsc::Receiver<String>,
     pub(crate) seen: Vec<String>,
 }

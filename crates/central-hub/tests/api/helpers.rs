@@ -61,6 +61,7 @@ pub fn serve_args(manager_url: &str, database_url: &str) -> ServeArgs {
         campaign_retry_base_ms: 2_000,
         campaign_default_time_zone: "America/Argentina/Buenos_Aires".into(),
         opt_out_keywords: central_hub::inbound::DEFAULT_OPT_OUT_KEYWORDS.into(),
+        webhooks: central_hub::config::WebhookArgs::default(),
     }
 }
 

@@ -2,8 +2,8 @@
 //! (request id, request log, Host check, bearer token).
 
 mod control;
-mod events;
 pub mod docs;
+mod events;
 mod health;
 mod limit;
 mod send;
