@@ -182,6 +182,7 @@ pub enum ConfigError {
     Campaign(String),
     #[error("{0}")]
     OptOutKeywords(String),
+    #[error("{0}")]
     Webhook(String),
 }
 
