@@ -58,8 +58,12 @@ async fn fuzz(what: &str, document_url: &str, token: &str) {
         .args(["--phases", "examples,coverage,fuzzing"])
         .args(["--exclude-path-regex", EXCLUDED_PATHS])
         .args(["--header", &format!("Authorization: Bearer {token}")])
-        // A fixed seed: a failure found once is found again on the next run.
-        .args(["--seed", "14", "--request-timeout", "30", "--workers", "2", "--no-color"])
+        // A fixed seed: a failure found once is found again on the next run. One worker: with two
+        // threads, hypothesis parses its own sources with `ast` concurrently and CPython 3.11 before
+        // 3.11.8 (this machine's, and Debian 12's) fails that with "AST constructor recursion depth
+        // mismatch" (CPython gh-106905): a crash of the tool, reported as an error of whichever
+        // operation it was generating for.
+        .args(["--seed", "14", "--request-timeout", "30", "--workers", "1", "--no-color"])
         .current_dir(work.path())
         .env("HYPOTHESIS_STORAGE_DIRECTORY", work.path().join(".hypothesis"))
         .stdout(Stdio::piped())

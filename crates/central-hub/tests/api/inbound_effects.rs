@@ -10,7 +10,7 @@ use shared_contracts::{AckLevel, Role, SessionState};
 
 use crate::campaigns::{campaign_body, create, ready_hub, wait_for};
 use crate::helpers::{hub_as_admin, status_and_json};
-use crate::inbound::{events_about, messages, wait_for_messages, wait_for_position};
+use crate::inbound::{events_about, message_events, messages, wait_for_messages, wait_for_position};
 
 #[tokio::test]
 async fn a_reply_belongs_to_the_client_that_last_wrote_to_the_phone() {
@@ -193,7 +193,7 @@ async fn acks_and_replies_fill_campaign_recipients_and_baja_opts_out() {
     for (whatsapp_id, kinds) in [(ana.as_str(), 1), (beto.as_str(), 1)] {
         assert_eq!(events_about(&app, whatsapp_id).await.len(), kinds, "{whatsapp_id}");
     }
-    let all = app.state.store.hub_events_after(0, 1000).await.unwrap();
+    let all = message_events(&app).await;
     let received = all.iter().filter(|e| e.kind == HubEventKind::MessageReceived).count();
     assert_eq!(received, 2);
     assert!(all.iter().all(|e| e.cliente_id.map(|c| c.get()) == Some(7)), "{all:?}");
@@ -227,7 +227,7 @@ async fn messages_and_acks_are_stored_on_postgres_too() {
         assert_eq!(listed[1]["ack"], "read");
         let (_, opt_outs) = status_and_json(app.get("/api/opt-outs?cliente_id=3", Some(&admin)).await).await;
         assert_eq!(opt_outs["opt_outs"][0]["phone"], "5491100000021", "{opt_outs}");
-        assert_eq!(app.state.store.hub_events_after(0, 100).await.unwrap().len(), 2);
+        assert_eq!(message_events(&app).await.len(), 2);
         app.stop().await;
     })
     .await;
