@@ -11,6 +11,8 @@
 //! - [`Stack`] runs the whole gateway (simulator, manager, hub) for one test.
 //! - [`nginx`] runs the shipped nginx site on loopback ports with a self-signed certificate.
 //! - [`socketio::SocketIoClient`] is the npm socket.io client, run by node, for the hub's socket.io.
+//! - [`WebhookReceiver`] is a real HTTP server recording the hub's webhook requests and checking
+//!   their signature.
 //! - [`decode_qr_png`] and [`decode_qr_data_url`] read a QR image back to the string it encodes.
 
 use std::future::Future;
@@ -20,6 +22,7 @@ use std::time::Duration;
 pub mod nginx;
 mod qr;
 mod reaper;
+mod receiver;
 mod service;
 pub mod socketio;
 mod sse;
@@ -27,6 +30,7 @@ mod stack;
 
 pub use qr::{decode_qr_data_url, decode_qr_png};
 pub use reaper::{ChromiumReaper, descendants, kill_process_tree};
+pub use receiver::{Received, WebhookReceiver};
 pub use service::{Service, TEST_MANAGER_TOKEN, binary_path};
 pub use sse::{SseEvent, SseStream};
 pub use stack::{
