@@ -168,16 +168,11 @@ pub enum ConfigError {
     )]
     ShortManagerToken(usize),
     #[error("SESSION_MANAGER_URL {url:?} is not a valid http(s) URL: {reason}")]
-    BadManagerUrl {
-        url: String,
-        reason: String,
-    },
+    BadManagerUrl { url: String, reason: String },
     #[error("ADMIN_EMAIL and ADMIN_PASSWORD must be set together (only {0} is set)")]
     HalfAdmin(&'static str),
     #[error("{name} must be greater than 0")]
-    Zero {
-        name: &'static str,
-    },
+    Zero { name: &'static str },
     #[error("{0}")]
     Campaign(String),
     #[error("{0}")]
