@@ -305,6 +305,17 @@ async fn messages_the_page_took_before_a_kill_are_reported_after_the_restart_exa
 
     let manager = start_manager(port, &data_dir, &sim).await;
     let client = manager_client(&manager);
+    // A SIGKILLed Chromium may not have flushed the saved login to its profile: then the manager
+    // asks for a QR again, and the phone links it (the journal and the watermark are untouched).
+    let state = wait_until("the manager READY or asking for a QR", Duration::from_secs(40), || async {
+        let (_, body) = client.get("/status").await.ok()?;
+        ["READY", "QR_REQUIRED"].contains(&body["state"].as_str()?).then(|| body["state"].clone())
+    })
+    .await;
+    if state == "QR_REQUIRED" {
+        let (status, body) = sim_client.post("/__sim/scan", None).await.expect("scan");
+        assert_eq!(status, 200, "scan: {body}");
+    }
     wait_for_state(&client, "READY").await;
     let (_, list) = sim_client.get("/__sim/incoming").await.unwrap();
     let old_history: Vec<String> = list
