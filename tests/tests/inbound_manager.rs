@@ -266,3 +266,92 @@ async fn a_restarted_manager_replays_its_journal_and_still_reports_acks_of_earli
     e2e::assert_no_chromium_using(&data_dir, Duration::from_secs(10)).await;
     sim.shutdown().await;
 }
+
+/// Messages the page took while the manager could not journal them (issue #12): the manager is
+/// frozen (SIGSTOP, so it cannot read the page's reports: the loss is certain, not a race), the
+/// simulator delivers to the page, then the manager and its Chromium are SIGKILLed. After the
+/// restart the page loads those messages as history; they are past the watermark, so reported once.
+#[tokio::test(flavor = "multi_thread")]
+async fn messages_the_page_took_before_a_kill_are_reported_after_the_restart_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let _reaper = ChromiumReaper::new(dir.path());
+    let sim_config = SimConfig { port: 0, qr_rotate_ms: 2_000, load_delay_ms: 100, ..SimConfig::default() };
+    let sim = wa_sim::spawn(sim_config).await.unwrap();
+    let sim_client = JsonClient::new(sim.url()).unwrap();
+    let data_dir = dir.path().join("manager");
+    let port = free_port();
+    let manager = start_manager(port, &data_dir, &sim).await;
+    let client = manager_client(&manager);
+    link(&client, &sim_client).await;
+    let mut stream = events(&manager, &[]).await;
+    let mut journaled = Vec::new();
+    for text in ["uno", "dos"] {
+        let id = deliver(&sim_client, json!({"from": CUSTOMER, "text": text})).await;
+        stream.next_matching("a journaled message", EVENT_WAIT, is_inbound_for(&id)).await.unwrap();
+        journaled.push(id);
+    }
+    drop(stream);
+
+    let pid = manager.pid().expect("the manager runs");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGSTOP)
+        .expect("the manager freezes");
+    let mut lost = Vec::new();
+    for text in ["tres", "cuatro"] {
+        lost.push(deliver(&sim_client, json!({"from": CUSTOMER, "text": text})).await);
+    }
+    // Dropping the service SIGKILLs the manager and every process it started (Chromium included).
+    drop(manager);
+    e2e::assert_no_chromium_using(&data_dir, Duration::from_secs(10)).await;
+
+    let manager = start_manager(port, &data_dir, &sim).await;
+    let client = manager_client(&manager);
+    // A SIGKILLed Chromium may not have flushed the saved login to its profile: then the manager
+    // asks for a QR again, and the phone links it (the journal and the watermark are untouched).
+    let state = wait_until("the manager READY or asking for a QR", Duration::from_secs(40), || async {
+        let (_, body) = client.get("/status").await.ok()?;
+        ["READY", "QR_REQUIRED"].contains(&body["state"].as_str()?).then(|| body["state"].clone())
+    })
+    .await;
+    if state == "QR_REQUIRED" {
+        let (status, body) = sim_client.post("/__sim/scan", None).await.expect("scan");
+        assert_eq!(status, 200, "scan: {body}");
+    }
+    wait_for_state(&client, "READY").await;
+    let (_, list) = sim_client.get("/__sim/incoming").await.unwrap();
+    let old_history: Vec<String> = list
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|m| m["new"] == false)
+        .filter_map(|m| m["message_id"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(old_history.len(), 3, "the history made at the first login: {list}");
+
+    let mut replay = events(&manager, &[("Last-Event-ID", "0")]).await;
+    let mut got = Vec::new();
+    while got.len() < 4 {
+        let event = replay
+            .next_matching("every message, the lost ones included", EVENT_WAIT, |e| e.event == "inbound")
+            .await
+            .unwrap();
+        got.push(event.data["message_id"].as_str().unwrap_or_default().to_owned());
+    }
+    let expected: Vec<String> = journaled.iter().chain(&lost).cloned().collect();
+    assert_eq!(got, expected, "each message once, in order");
+
+    // A new message after the catch-up proves the stream is live: anything else before it would be
+    // a repeat or old history.
+    let after = deliver(&sim_client, json!({"from": CUSTOMER, "text": "cinco"})).await;
+    let next =
+        replay.next_matching("the next inbound event", EVENT_WAIT, |e| e.event == "inbound").await.unwrap();
+    assert_eq!(next.data["message_id"], after.as_str(), "no repeat and no old history: {next:?}");
+    assert!(
+        !replay.drain().iter().any(|e| old_history.iter().any(|id| e.data["message_id"] == id.as_str())),
+        "history older than the watermark is not reported"
+    );
+
+    drop(replay);
+    assert!(manager.stop().await.unwrap().success());
+    e2e::assert_no_chromium_using(&data_dir, Duration::from_secs(10)).await;
+    sim.shutdown().await;
+}

@@ -29,7 +29,8 @@
  *
  * - Incoming messages and acks (wwebjs 1.34.7 src/Client.js ≈ l.1129 and l.1039): `Msg` `add`
  *   with `isNewMsg` true and `id.fromMe` false is a new message (history loads with `isNewMsg`
- *   false); `Msg` `change:ack` (model, level) on a message with `id.fromMe` is an ack of ours, levels
+ *   false, reported with `history: true`); `Msg` `change:ack` (model, level) on a message with
+ *   `id.fromMe` is an ack of ours, levels
  *   -1 error, 0 pending, 1 sent, 2 delivered, 3 read, 4 played (src/util/Constants.js MessageAck).
  *   A LID user's phone-number user: WAWebApiContact.getPhoneNumber (wwebjs getContactLidAndPhone
  *   reads it from the same module, as Store.LidUtils).
@@ -38,7 +39,7 @@
  *   events: {type:'inventory',build,internals:[{name,group,required,location,tried}]}
  *           {type:'loaded',version} {type:'qr',code} {type:'state',wa_state} {type:'ready',phone}
  *           {type:'logout'} {type:'progress',percent} {type:'error',reason,detail}
- *           {type:'incoming',id,from,chat,message_type,text,timestamp} {type:'ack',id,to,ack,timestamp}
+ *           {type:'incoming',id,from,chat,message_type,text,timestamp,history} {type:'ack',id,to,ack,timestamp}
  *   window.__lm: snapshot() inventory() exists(number) send(to,text) refreshQr() logout() takeover()
  *                pairingCode(phone)
  */
@@ -287,10 +288,15 @@
     return wid ? String(wid._serialized || wid) : null;
   }
 
-  // A new message someone sent us: not ours, not history.
+  // A message someone sent us (not ours): new, or history the page loads from its own store at login
+  // (`isNewMsg` false), marked so; Rust journals history only past its watermark, so a message the
+  // page took before the manager could journal it is reported after a restart.
   function onMessageAdded(msg) {
     try {
-      if (!msg || !msg.id || msg.id.fromMe || msg.isNewMsg !== true) return;
+      if (!msg || !msg.id || msg.id.fromMe) return;
+      var history = msg.isNewMsg !== true;
+      // History without its WhatsApp time cannot be placed against the watermark: not reported.
+      if (history && !(Number(msg.t) > 0)) return;
       var chat = msg.id.remote || msg.from;
       var sender = msg.author || msg.id.participant || msg.from || chat;
       var text = msg.type === 'chat' ? msg.body : msg.caption;
@@ -298,6 +304,7 @@
         type: 'incoming', id: String(msg.id._serialized), from: phoneDigits(sender), chat: serialized(chat),
         message_type: String(msg.type || 'unknown'), text: typeof text === 'string' && text !== '' ? text : null,
         timestamp: Number(msg.t) > 0 ? Number(msg.t) * 1000 : Date.now(),
+        history: history,
       });
     } catch (e) {
       emit({ type: 'error', reason: 'incoming_unreadable', detail: describe(e) });

@@ -63,6 +63,9 @@ pub enum BridgeEvent {
         text: Option<String>,
         /// Unix milliseconds (WhatsApp's `t` in seconds, times 1000).
         timestamp: i64,
+        /// Loaded at login from what the page already held (`isNewMsg` false), not just received.
+        #[serde(default)]
+        history: bool,
     },
     /// The ack of one of our messages changed (`Msg` `change:ack`, `fromMe`).
     Ack {
@@ -237,6 +240,7 @@ mod tests {
                     message_type: "image".into(),
                     text: None,
                     timestamp: 7,
+                    history: false,
                 },
             ),
         ];

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 
 use super::{BridgeEvent, PageSignal, call};
 use crate::error::Error;
+use crate::inbound::Offered;
 use crate::session::{Event, Failure};
 
 /// Deadline of the bridge calls that are not sends (refresh, takeover, logout).
@@ -32,8 +33,9 @@ pub enum PageEvent {
     Qr { code: String },
     /// An event for the state machine.
     Session(Event),
-    /// An incoming message or an ack, for the inbound journal (not the state machine).
-    Inbound(InboundKind),
+    /// An incoming message (new, or history loaded at login) or an ack, for the inbound journal
+    /// (not the state machine).
+    Inbound(Offered),
     /// Nothing to do (progress, or an error reason the session does not act on).
     Nothing,
 }
@@ -65,23 +67,23 @@ fn bridge_event(event: BridgeEvent) -> PageEvent {
             tracing::debug!(percent, "WhatsApp loading chats");
             return PageEvent::Nothing;
         }
-        BridgeEvent::Incoming { id, from, chat, message_type, text, timestamp } => {
+        BridgeEvent::Incoming { id, from, chat, message_type, text, timestamp, history } => {
             // A sender the page could not name is the chat's user (the LID or phone digits).
             let from = from.unwrap_or_else(|| chat.split('@').next().unwrap_or_default().to_owned());
             let message = IncomingMessage { message_id: id, from, chat, message_type, text, timestamp };
-            return PageEvent::Inbound(InboundKind::Message(message));
+            return PageEvent::Inbound(Offered { kind: InboundKind::Message(message), history });
         }
         BridgeEvent::Ack { id, to, ack, timestamp } => {
             let Some(level) = AckLevel::from_wa(ack) else {
                 tracing::warn!(id, ack, "an ack level WhatsApp did not have before: ignored");
                 return PageEvent::Nothing;
             };
-            return PageEvent::Inbound(InboundKind::Ack(MessageAck {
+            return PageEvent::Inbound(Offered::from(InboundKind::Ack(MessageAck {
                 message_id: id,
                 to,
                 ack: level,
                 timestamp,
-            }));
+            })));
         }
         BridgeEvent::Error { reason, detail } => {
             tracing::warn!(reason, detail, "the bridge reported an error");
@@ -356,16 +358,19 @@ mod tests {
             message_type: "image".into(),
             text: None,
             timestamp: 9,
+            history: true,
         };
         match translate(PageSignal::Bridge(incoming)) {
-            PageEvent::Inbound(InboundKind::Message(m)) => {
-                assert_eq!((m.from.as_str(), m.text), ("20321", None))
+            PageEvent::Inbound(Offered { kind: InboundKind::Message(m), history }) => {
+                assert_eq!((m.from.as_str(), m.text, history), ("20321", None, true))
             }
             other => panic!("{other:?}"),
         }
         let ack = |level| BridgeEvent::Ack { id: "true_1@c.us_X".into(), to: None, ack: level, timestamp: 1 };
         match translate(PageSignal::Bridge(ack(3))) {
-            PageEvent::Inbound(InboundKind::Ack(a)) => assert_eq!(a.ack, AckLevel::Read),
+            PageEvent::Inbound(Offered { kind: InboundKind::Ack(a), history: false }) => {
+                assert_eq!(a.ack, AckLevel::Read)
+            }
             other => panic!("{other:?}"),
         }
         assert_eq!(translate(PageSignal::Bridge(ack(9))), PageEvent::Nothing);

@@ -17,6 +17,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use shared_contracts::{InboundEvent, InboundKind};
 
+use super::watermark::{self, Watermark};
+
 /// The journal's file name in the data directory.
 pub const JOURNAL_FILE: &str = "inbound.jsonl";
 
@@ -72,6 +74,20 @@ fn key_of(kind: &InboundKind) -> u64 {
     hasher.finish()
 }
 
+/// An event the page reported, and whether it came as history loaded at login (journaled only
+/// past the watermark, `watermark.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offered {
+    pub kind: InboundKind,
+    pub history: bool,
+}
+
+impl From<InboundKind> for Offered {
+    fn from(kind: InboundKind) -> Self {
+        Offered { kind, history: false }
+    }
+}
+
 /// The open journal.
 pub struct Journal {
     path: PathBuf,
@@ -83,6 +99,8 @@ pub struct Journal {
     /// The file's size.
     bytes: u64,
     last_age_sweep_ms: i64,
+    /// The newest incoming message journaled (from the watermark file and the kept events).
+    watermark: Option<Watermark>,
 }
 
 impl Journal {
@@ -100,6 +118,7 @@ impl Journal {
             keys: HashSet::new(),
             bytes: 0,
             last_age_sweep_ms: now_ms,
+            watermark: watermark::load(&watermark::path_in(dir)),
         };
         let (mut bad, mut torn_tail) = (0usize, false);
         let mut reader = BufReader::new(File::open(&journal.path)?);
@@ -135,6 +154,9 @@ impl Journal {
         self.next_seq = self.next_seq.max(event.seq + 1);
         let key = key_of(&event.kind);
         self.keys.insert(key);
+        if let InboundKind::Message(m) = &event.kind {
+            watermark::advance(&mut self.watermark, m.timestamp, &m.message_id);
+        }
         self.kept.push_back(Kept { seq: event.seq, received_at: event.received_at, bytes, key });
     }
 
@@ -166,6 +188,11 @@ impl Journal {
         self.kept.is_empty()
     }
 
+    /// The newest incoming message journaled, if any.
+    pub fn watermark(&self) -> Option<&Watermark> {
+        self.watermark.as_ref()
+    }
+
     fn over_size(&self) -> bool {
         self.bytes > self.limits.max_bytes
     }
@@ -178,19 +205,23 @@ impl Journal {
         now_ms.saturating_sub(i64::try_from(self.limits.retention.as_millis()).unwrap_or(i64::MAX))
     }
 
-    /// Journals the events not seen before (same message id, kind and ack level), with the next
-    /// sequences, in one write and one sync; returns them. On a failed write the file is put back
+    /// Journals the events not seen before (same message id, kind and ack level) and the history
+    /// messages past the watermark, with the next sequences, in one write and one sync, then moves
+    /// the watermark file up; returns the events journaled. On a failed write the file is put back
     /// as it was and nothing is counted.
-    pub fn append(
+    pub fn append<O: Into<Offered>>(
         &mut self,
         session: &str,
-        kinds: Vec<InboundKind>,
+        offered: impl IntoIterator<Item = O>,
         now_ms: i64,
     ) -> std::io::Result<Vec<InboundEvent>> {
         let mut events = Vec::new();
         let mut lines = Vec::new();
         let mut batch_keys = HashSet::new();
-        for kind in kinds {
+        for Offered { kind, history } in offered.into_iter().map(Into::into) {
+            if history && !self.history_admitted(&kind) {
+                continue;
+            }
             let key = key_of(&kind);
             if self.keys.contains(&key) || !batch_keys.insert(key) {
                 continue;
@@ -212,15 +243,37 @@ impl Journal {
             let _ = self.file.set_len(before);
             return Err(e);
         }
+        let mark_before = self.watermark.clone();
         for (event, line) in events.iter().zip(&lines) {
             self.bytes += line.len() as u64;
             self.keep(event, line.len() as u64);
+        }
+        if self.watermark != mark_before
+            && let Some(mark) = &self.watermark
+        {
+            // The events are journaled already: a failure here only lets a history message be
+            // offered again after a compaction, so it is reported and the batch stands.
+            if let Err(e) = watermark::store(&watermark::path_in(self.dir()), mark) {
+                tracing::error!(error = %e, "could not write the inbound watermark (check the data directory's disk)");
+            }
         }
         let age_sweep_due = now_ms - self.last_age_sweep_ms >= AGE_SWEEP_MS && self.oldest_expired(now_ms);
         if self.over_size() || age_sweep_due {
             self.compact(now_ms)?;
         }
         Ok(events)
+    }
+
+    /// Whether a history message is past the watermark (acks are never history).
+    fn history_admitted(&self, kind: &InboundKind) -> bool {
+        match kind {
+            InboundKind::Message(m) => watermark::admits(self.watermark.as_ref(), m.timestamp, &m.message_id),
+            InboundKind::Ack(_) => true,
+        }
+    }
+
+    fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
     }
 
     /// Drops the events past the retention, then the oldest until the file is at most three
@@ -293,7 +346,7 @@ fn read_events(
 }
 
 /// Options for a file only the manager's user may read (whatever the umask).
-fn private_file() -> OpenOptions {
+pub(super) fn private_file() -> OpenOptions {
     let mut options = OpenOptions::new();
     options.mode(0o600);
     options

@@ -13,18 +13,19 @@
 //! anything after reaches the live receiver, and the subscriber skips what it already sent.
 
 pub mod journal;
+pub mod watermark;
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use shared_contracts::{InboundEvent, InboundKind};
+use shared_contracts::InboundEvent;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::metrics::Metrics;
 use crate::telemetry::now_ms;
-pub use journal::{JOURNAL_FILE, Journal, Limits};
+pub use journal::{JOURNAL_FILE, Journal, Limits, Offered};
 
 /// Events the actor may hand over before it waits for the journal.
 pub const QUEUE: usize = 1024;
@@ -51,7 +52,7 @@ pub struct Bounds {
 }
 
 /// The actor's end of the queue.
-pub type InboundSender = mpsc::Sender<InboundKind>;
+pub type InboundSender = mpsc::Sender<Offered>;
 
 impl Inbound {
     /// Opens the journal in `data_dir` for `session`.
@@ -87,7 +88,7 @@ impl Inbound {
     }
 
     /// Journals then publishes; the writer task's body (public for tests without an actor).
-    pub fn append(&self, kinds: Vec<InboundKind>) -> std::io::Result<Vec<InboundEvent>> {
+    pub fn append<O: Into<Offered>>(&self, kinds: Vec<O>) -> std::io::Result<Vec<InboundEvent>> {
         let mut journal = self.journal();
         let offered = kinds.len();
         let events = journal.append(&self.session, kinds, now_ms())?;
@@ -101,7 +102,7 @@ impl Inbound {
         Ok(events)
     }
 
-    async fn write_loop(self: Arc<Self>, mut rx: mpsc::Receiver<InboundKind>) {
+    async fn write_loop(self: Arc<Self>, mut rx: mpsc::Receiver<Offered>) {
         let mut batch = Vec::with_capacity(BATCH);
         while rx.recv_many(&mut batch, BATCH).await > 0 {
             let mut backoff = RETRY_MIN;

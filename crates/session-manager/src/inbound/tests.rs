@@ -8,7 +8,7 @@ use std::time::Duration;
 use shared_contracts::{AckLevel, InboundEvent, InboundKind, IncomingMessage, MessageAck};
 
 use super::Inbound;
-use super::journal::{self, JOURNAL_FILE, Journal, Limits};
+use super::journal::{self, JOURNAL_FILE, Journal, Limits, Offered};
 use crate::metrics::Metrics;
 
 const DAY_MS: i64 = 86_400_000;
@@ -146,9 +146,9 @@ async fn events_are_published_after_they_are_on_disk() {
     let inbound = Inbound::open(dir.path(), limits(), "admin", metrics.clone()).unwrap();
     let mut live = inbound.subscribe();
     let sender = inbound.start();
-    sender.send(message("false_x")).await.unwrap();
-    sender.send(message("false_x")).await.unwrap();
-    sender.send(ack("true_y", AckLevel::Read)).await.unwrap();
+    sender.send(message("false_x").into()).await.unwrap();
+    sender.send(message("false_x").into()).await.unwrap();
+    sender.send(ack("true_y", AckLevel::Read).into()).await.unwrap();
     let first: Arc<InboundEvent> =
         tokio::time::timeout(Duration::from_secs(5), live.recv()).await.unwrap().unwrap();
     assert_eq!(first.seq, 1);
@@ -159,4 +159,43 @@ async fn events_are_published_after_they_are_on_disk() {
     let text = metrics.render(shared_contracts::SessionState::Init, 0, 0);
     assert!(text.contains("session_manager_inbound_events_total 2"), "{text}");
     assert!(text.contains("session_manager_inbound_duplicates_total 1"), "{text}");
+}
+
+fn at(id: &str, timestamp: i64, history: bool) -> Offered {
+    let InboundKind::Message(mut m) = message(id) else { unreachable!("message() makes a message") };
+    m.timestamp = timestamp;
+    Offered { kind: InboundKind::Message(m), history }
+}
+
+fn ids(events: &[InboundEvent]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| match &e.kind {
+            InboundKind::Message(m) => m.message_id.clone(),
+            InboundKind::Ack(a) => a.message_id.clone(),
+        })
+        .collect()
+}
+
+#[test]
+fn history_is_journaled_only_past_the_watermark_which_outlives_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut journal = Journal::open(dir.path(), limits(), NOW).unwrap();
+    let first = journal.append("admin", vec![at("false_old", NOW - 5_000, true)], NOW).unwrap();
+    assert!(first.is_empty(), "no watermark yet: history is not reported");
+    journal.append("admin", vec![at("false_a", NOW, false)], NOW).unwrap();
+    assert_eq!(journal.watermark().map(|m| m.timestamp), Some(NOW));
+    // Every event dropped by age: only the watermark file remembers what was journaled.
+    journal.compact(NOW + 8 * DAY_MS).unwrap();
+    assert!(journal.is_empty());
+    drop(journal);
+    let mut journal = Journal::open(dir.path(), limits(), NOW + 8 * DAY_MS).unwrap();
+    let offered = vec![
+        at("false_old", NOW - 5_000, true),
+        at("false_a", NOW, true),
+        at("false_b", NOW, true),
+        at("false_c", NOW + 1_000, true),
+    ];
+    let written = journal.append("admin", offered, NOW + 8 * DAY_MS).unwrap();
+    assert_eq!(ids(&written), ["false_b", "false_c"]);
 }
